@@ -1,0 +1,230 @@
+//! `virtmark agent`: runs inside a target, reads requests on stdin and answers on
+//! stdout (see [`crate::protocol`]). It never exits on a bad request: it answers
+//! with an `error` and keeps serving.
+
+use std::io::{self, BufRead, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, DecodeError, Request, Response};
+use crate::units::Dur;
+use crate::workloads::{self, Ctx, Params, Preset};
+
+/// Default run time of a time-based workload when neither the plan nor the request says.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(2);
+
+/// Serve requests from `input` until `shutdown` or end of input. `scratch_root`
+/// is where per-workload scratch directories are made.
+pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req = match protocol::decode::<Request>(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = match &e {
+                    DecodeError::NotJson => format!("not a JSON protocol message: {:.80}", line),
+                    other => other.to_string(),
+                };
+                protocol::send(
+                    &mut out,
+                    &Response::Error {
+                        id: None,
+                        kind: e.kind().into(),
+                        message,
+                    },
+                )?;
+                continue;
+            }
+        };
+        match req {
+            Request::Hello => protocol::send(
+                &mut out,
+                &Response::Hello {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    pid: std::process::id(),
+                    workloads: workloads::names().into_iter().map(String::from).collect(),
+                },
+            )?,
+            Request::Fingerprint => protocol::send(
+                &mut out,
+                &Response::Fingerprint {
+                    fingerprint: Box::new(crate::fingerprint::collect()),
+                },
+            )?,
+            Request::RunWorkload {
+                id,
+                workload,
+                params,
+                duration,
+                preset,
+                peer,
+            } => {
+                let answer = run_workload(
+                    &mut out,
+                    scratch_root,
+                    id,
+                    &workload,
+                    &params,
+                    duration,
+                    preset,
+                    peer.as_deref(),
+                )?;
+                protocol::send(&mut out, &answer)?;
+            }
+            Request::Shutdown => {
+                protocol::send(&mut out, &Response::Bye)?;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_workload(
+    out: &mut impl Write,
+    scratch_root: &Path,
+    id: u64,
+    name: &str,
+    params: &Params,
+    duration: Option<Dur>,
+    preset: Preset,
+    peer: Option<&str>,
+) -> io::Result<Response> {
+    let error = |kind: &str, message: String| Response::Error {
+        id: Some(id),
+        kind: kind.into(),
+        message,
+    };
+    let Some(w) = workloads::find(name) else {
+        return Ok(error(
+            "unknown_workload",
+            format!(
+                "unknown workload {name:?} (known: {})",
+                workloads::names().join(", ")
+            ),
+        ));
+    };
+    if let Err(why) = (w.available)() {
+        return Ok(error("unavailable", format!("{name}: {why}")));
+    }
+    let peer: Option<SocketAddr> = match peer {
+        None => None,
+        Some(p) => match p.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => Some(a),
+            _ => {
+                return Ok(error(
+                    "bad_request",
+                    format!("peer address {p:?} does not resolve"),
+                ))
+            }
+        },
+    };
+    let scratch = scratch_dir(scratch_root, name, id);
+    if let Err(e) = std::fs::create_dir_all(&scratch) {
+        return Ok(error(
+            "io",
+            format!("creating scratch directory {}: {e}", scratch.display()),
+        ));
+    }
+    let duration = params
+        .duration
+        .or(duration)
+        .map(Dur::get)
+        .unwrap_or(DEFAULT_DURATION);
+    // Progress goes out through a RefCell so the workload's `Fn` callback can write.
+    let out_cell = std::cell::RefCell::new(out);
+    let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
+    let progress = |fraction: f64, message: &str| {
+        // At most ten progress lines a second: the channel may be a slow console.
+        if last.get().elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        last.set(Instant::now());
+        let mut o = out_cell.borrow_mut();
+        let _ = protocol::send(
+            &mut *o,
+            &Response::Progress {
+                id,
+                fraction: fraction.clamp(0.0, 1.0),
+                message: message.into(),
+            },
+        );
+    };
+    let ctx = Ctx {
+        preset,
+        duration,
+        params,
+        scratch: &scratch,
+        peer,
+        progress: &progress,
+    };
+    let start = Instant::now();
+    let result = (w.run)(&ctx);
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(match result {
+        Ok(o) => Response::Sample {
+            id,
+            workload: name.into(),
+            metrics: o.metrics,
+            notes: o.notes,
+            elapsed_s,
+        },
+        Err(e) => error(e.kind(), format!("{name}: {e}")),
+    })
+}
+
+fn scratch_dir(root: &Path, name: &str, id: u64) -> PathBuf {
+    root.join(format!("{name}-{}-{id}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(input: &str) -> Vec<Response> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        serve(input.as_bytes(), &mut out, dir.path()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        text.lines()
+            .map(|l| protocol::decode::<Response>(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn malformed_and_unknown_requests_get_errors_and_serving_goes_on() {
+        let input = "this is not json\n{\"v\":1,\"type\":\"dance\"}\n{\"v\":1,\"type\":\"run_workload\",\"id\":4,\"workload\":\"nope\"}\n{\"v\":1,\"type\":\"hello\"}\n";
+        let a = answers(input);
+        assert_eq!(a.len(), 4);
+        assert!(matches!(&a[0], Response::Error { kind, .. } if kind == "bad_request"));
+        assert!(matches!(&a[1], Response::Error { kind, .. } if kind == "bad_request"));
+        assert!(
+            matches!(&a[2], Response::Error { id: Some(4), kind, .. } if kind == "unknown_workload")
+        );
+        assert!(matches!(&a[3], Response::Hello { .. }));
+    }
+
+    #[test]
+    fn runs_a_workload_and_says_bye() {
+        let input = "{\"v\":1,\"type\":\"run_workload\",\"id\":1,\"workload\":\"dd-zero\",\"duration\":\"100ms\"}\n{\"v\":1,\"type\":\"shutdown\"}\n{\"v\":1,\"type\":\"hello\"}\n";
+        let a = answers(input);
+        let sample = a
+            .iter()
+            .find(|r| matches!(r, Response::Sample { .. }))
+            .expect("a sample");
+        match sample {
+            Response::Sample { id, metrics, .. } => {
+                assert_eq!(*id, 1);
+                assert!(metrics[0].value > 0.0);
+            }
+            _ => unreachable!(),
+        }
+        assert_eq!(a.last(), Some(&Response::Bye), "nothing after shutdown");
+    }
+}

@@ -1,0 +1,16 @@
+use clap::Parser;
+
+fn main() {
+    let cli = virtmark::cli::Cli::parse();
+    if let Err(err) = virtmark::cli::run(cli) {
+        // A closed pipe (`virtmark history | head`) is not an error worth a message.
+        if err.chain().any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        }) {
+            std::process::exit(0);
+        }
+        eprintln!("virtmark: error: {err:#}");
+        std::process::exit(virtmark::error::exit_code(&err));
+    }
+}

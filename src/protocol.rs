@@ -1,0 +1,275 @@
+//! The agent protocol: newline-delimited JSON over a byte stream (pipes, a serial
+//! console, ssh). Every message carries the protocol version `v`. The host sends
+//! [`Request`]s; the agent answers with [`Response`]s. See `docs/protocol.md`.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::Fingerprint;
+use crate::units::Dur;
+use crate::workloads::{Metric, Params, Preset};
+
+/// Version of this protocol; a message with another `v` is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request from the host to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Are you there, and what can you do?
+    Hello,
+    /// Describe the environment the agent runs in.
+    Fingerprint,
+    /// Run one workload once and answer with a `sample` (or an `error`).
+    RunWorkload {
+        /// Request id, echoed in every answer to it.
+        id: u64,
+        /// Workload name.
+        workload: String,
+        /// Parameters from the plan.
+        #[serde(default)]
+        params: Params,
+        /// Run time for time-based workloads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<Dur>,
+        /// Quick or faithful defaults.
+        #[serde(default)]
+        preset: Preset,
+        /// Peer address (`host:port`) for network workloads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+    },
+    /// Finish: the agent answers `bye` and exits.
+    Shutdown,
+}
+
+/// An answer from the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `hello`.
+    Hello {
+        /// virtmark version of the agent.
+        version: String,
+        /// Process id of the agent (as seen inside the target).
+        pid: u32,
+        /// Workloads this agent knows.
+        workloads: Vec<String>,
+    },
+    /// Answer to `fingerprint`.
+    Fingerprint {
+        /// What the environment looks like from inside.
+        fingerprint: Box<Fingerprint>,
+    },
+    /// A workload is under way.
+    Progress {
+        /// Request id.
+        id: u64,
+        /// Fraction done, 0 to 1.
+        fraction: f64,
+        /// Phase name.
+        message: String,
+    },
+    /// One measurement.
+    Sample {
+        /// Request id.
+        id: u64,
+        /// Workload name.
+        workload: String,
+        /// Headline metric first.
+        metrics: Vec<Metric>,
+        /// How it ran.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
+        /// Wall time of the whole workload execution, seconds.
+        elapsed_s: f64,
+    },
+    /// A request failed; the agent keeps serving.
+    Error {
+        /// Request id, when the request had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// Machine-readable kind (`bad_request`, `unknown_workload`, `unavailable`, …).
+        kind: String,
+        /// Human-readable message.
+        message: String,
+    },
+    /// Answer to `shutdown`.
+    Bye,
+}
+
+#[derive(Serialize)]
+struct OutEnvelope<'a, T> {
+    v: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// Serialize one message as a protocol line (with `v`, without the newline).
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(&OutEnvelope {
+        v: PROTOCOL_VERSION,
+        body: msg,
+    })
+    .expect("protocol messages always serialize")
+}
+
+/// Write one message and flush.
+pub fn send<T: Serialize>(out: &mut impl Write, msg: &T) -> io::Result<()> {
+    let mut line = encode(msg);
+    line.push('\n');
+    out.write_all(line.as_bytes())?;
+    out.flush()
+}
+
+/// Why a line is not a valid message.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    /// Not JSON, or not a JSON object: console noise, most likely.
+    #[error("not a protocol message")]
+    NotJson,
+    /// A JSON object without a usable `v`.
+    #[error("message has no protocol version \"v\"")]
+    NoVersion,
+    /// Another protocol version.
+    #[error("protocol version {0} is not supported (this side speaks {PROTOCOL_VERSION})")]
+    Version(u64),
+    /// A JSON object of the right version whose content is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DecodeError {
+    /// Machine-readable kind for an `error` answer.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::NotJson | DecodeError::NoVersion => "bad_request",
+            DecodeError::Version(_) => "version_mismatch",
+            DecodeError::Invalid(_) => "bad_request",
+        }
+    }
+}
+
+/// Parse one line into a message of type `T`, checking the version.
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, DecodeError> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line.trim()).map_err(|_| DecodeError::NotJson)?;
+    let obj = value.as_object_mut().ok_or(DecodeError::NotJson)?;
+    match obj.remove("v").and_then(|v| v.as_u64()) {
+        None => return Err(DecodeError::NoVersion),
+        Some(v) if v != u64::from(PROTOCOL_VERSION) => return Err(DecodeError::Version(v)),
+        Some(_) => {}
+    }
+    serde_json::from_value(value).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// Reads protocol messages from a stream, skipping and counting lines that are not
+/// protocol messages (kernel log noise on a console).
+pub struct Reader<R> {
+    inner: R,
+    line: String,
+    /// Lines skipped because they were not protocol messages.
+    pub skipped: u64,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Wrap a buffered stream.
+    pub fn new(inner: R) -> Self {
+        Reader {
+            inner,
+            line: String::new(),
+            skipped: 0,
+        }
+    }
+
+    /// The next message, `Ok(None)` at end of stream.
+    pub fn next_message<T: for<'de> Deserialize<'de>>(&mut self) -> io::Result<Option<T>> {
+        loop {
+            self.line.clear();
+            if self.inner.read_line(&mut self.line)? == 0 {
+                return Ok(None);
+            }
+            match decode(&self.line) {
+                Ok(msg) => return Ok(Some(msg)),
+                Err(_) => self.skipped += 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = vec![
+            Request::Hello,
+            Request::Fingerprint,
+            Request::RunWorkload {
+                id: 7,
+                workload: "dd-zero".into(),
+                params: Params {
+                    threads: Some(2),
+                    ..Params::default()
+                },
+                duration: Some("2s".parse().unwrap()),
+                preset: Preset::Faithful,
+                peer: Some("127.0.0.1:9".into()),
+            },
+            Request::Shutdown,
+        ];
+        for r in reqs {
+            let line = encode(&r);
+            assert!(line.contains("\"v\":1"), "{line}");
+            assert_eq!(decode::<Request>(&line).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let r = Response::Sample {
+            id: 3,
+            workload: "dd-zero".into(),
+            metrics: vec![Metric::higher("throughput", "MB/s", 12.5)],
+            notes: vec!["block size 512 B".into()],
+            elapsed_s: 1.0,
+        };
+        assert_eq!(decode::<Response>(&encode(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn malformed_lines_are_classified() {
+        assert_eq!(
+            decode::<Request>("[    1.234] virtio_net: eth0 up"),
+            Err(DecodeError::NotJson)
+        );
+        assert_eq!(
+            decode::<Request>(r#"{"type":"hello"}"#),
+            Err(DecodeError::NoVersion)
+        );
+        assert_eq!(
+            decode::<Request>(r#"{"v":99,"type":"hello"}"#),
+            Err(DecodeError::Version(99))
+        );
+        assert!(matches!(
+            decode::<Request>(r#"{"v":1,"type":"dance"}"#),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn reader_skips_console_noise() {
+        let input = format!(
+            "[ 0.1] booting\n{}\ngarbage\n{}\n",
+            encode(&Response::Bye),
+            encode(&Response::Bye)
+        );
+        let mut r = Reader::new(input.as_bytes());
+        assert_eq!(r.next_message::<Response>().unwrap(), Some(Response::Bye));
+        assert_eq!(r.next_message::<Response>().unwrap(), Some(Response::Bye));
+        assert_eq!(r.next_message::<Response>().unwrap(), None);
+        assert_eq!(r.skipped, 2);
+    }
+}

@@ -1,0 +1,308 @@
+//! The built-in workload suite: every benchmark runs inside the agent, so a target
+//! needs nothing installed. Each workload stands for a benchmark of the classic
+//! studies (`shared/STUDIES.md`) and reports one headline metric first, then any
+//! secondary metrics.
+//!
+//! A workload never knows which target it runs in: it gets a [`Ctx`] (duration,
+//! parameters, a scratch directory that belongs to the target, the peer's address)
+//! and returns an [`Outcome`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, Dur};
+
+mod dd;
+
+/// What kind of resource a workload mostly stresses; reports group ratios by class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// CPU-bound integer or floating-point computation.
+    Cpu,
+    /// Memory bandwidth or latency.
+    Memory,
+    /// File-system and block I/O.
+    Disk,
+    /// TCP/UDP through the target's network path.
+    Network,
+    /// A whole application (compression, database, build, file sync).
+    Application,
+}
+
+impl Class {
+    /// Lowercase name, as shown in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Cpu => "cpu",
+            Class::Memory => "memory",
+            Class::Disk => "disk",
+            Class::Network => "network",
+            Class::Application => "application",
+        }
+    }
+}
+
+/// Size of a run: `quick` finishes the whole suite in minutes, `faithful` uses the
+/// studies' sizes and durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Short durations and small sizes (the default).
+    #[default]
+    Quick,
+    /// The classic studies' parameters.
+    Faithful,
+}
+
+/// Per-workload parameters, from the plan file or the command line. Every field is
+/// optional: a workload falls back to its preset's default and documents which
+/// fields it reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Params {
+    /// Run time of time-based workloads (overrides the run's duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// Data size: file size, corpus size, array size, transfer size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<ByteSize>,
+    /// Record or block size of one I/O call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<ByteSize>,
+    /// Worker threads or parallel jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// Simulated clients (dbench).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u32>,
+    /// Number of files (tree copies, builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// Table rows (oltp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Fixed number of transactions instead of a duration (oltp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<u64>,
+    /// Flush written data to storage before the clock stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<bool>,
+    /// Bypass the page cache (O_DIRECT) where the workload supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<bool>,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// Metric name, unique within a workload (`throughput`, `triad`, `p99_latency`).
+    pub name: String,
+    /// Unit (`MB/s`, `Mbit/s`, `s`, `tx/s`, `us`, `index`).
+    pub unit: String,
+    /// Whether a larger value is better.
+    pub higher_is_better: bool,
+    /// The measured value.
+    pub value: f64,
+}
+
+impl Metric {
+    /// A metric where larger is better.
+    pub fn higher(name: &str, unit: &str, value: f64) -> Self {
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            higher_is_better: true,
+            value,
+        }
+    }
+    /// A metric where smaller is better (times, latencies).
+    pub fn lower(name: &str, unit: &str, value: f64) -> Self {
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            higher_is_better: false,
+            value,
+        }
+    }
+}
+
+/// What one execution of a workload measured: the headline metric first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Headline metric first, then secondary metrics.
+    pub metrics: Vec<Metric>,
+    /// Facts about how it ran that a reader needs (pinning, effective sizes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Why a workload could not produce a sample.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// A tool or facility the workload needs is missing here.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A network workload was started without a peer address.
+    #[error("this workload needs a peer (virtmark serve) and none was given")]
+    NoPeer,
+    /// The peer misbehaved or the connection failed.
+    #[error("peer: {0}")]
+    Peer(String),
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A parameter is out of range for this workload.
+    #[error("invalid parameter: {0}")]
+    Param(String),
+    /// Anything else that went wrong while measuring.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl WorkloadError {
+    /// Machine-readable kind, used in the agent protocol.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorkloadError::Unavailable(_) => "unavailable",
+            WorkloadError::NoPeer => "no_peer",
+            WorkloadError::Peer(_) => "peer",
+            WorkloadError::Io { .. } => "io",
+            WorkloadError::Param(_) => "invalid_param",
+            WorkloadError::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Attach what was being done to an I/O error.
+pub trait IoContext<T> {
+    /// Wrap an I/O error as [`WorkloadError::Io`] with `context`.
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, WorkloadError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, WorkloadError> {
+        self.map_err(|source| WorkloadError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Everything a workload may use while it runs.
+pub struct Ctx<'a> {
+    /// Quick or faithful defaults.
+    pub preset: Preset,
+    /// Run time for time-based workloads (already resolved from params and the run).
+    pub duration: Duration,
+    /// This workload's parameters from the plan.
+    pub params: &'a Params,
+    /// A fresh directory on the target's own storage, removed after the workload.
+    pub scratch: &'a Path,
+    /// The peer (`virtmark serve`) for network workloads.
+    pub peer: Option<SocketAddr>,
+    /// Report progress: fraction done in [0, 1] and a short phase name.
+    pub progress: &'a dyn Fn(f64, &str),
+}
+
+impl Ctx<'_> {
+    /// The peer address, or [`WorkloadError::NoPeer`].
+    pub fn peer(&self) -> Result<SocketAddr, WorkloadError> {
+        self.peer.ok_or(WorkloadError::NoPeer)
+    }
+    /// `quick` when the preset is quick, else `faithful`.
+    pub fn pick<T>(&self, quick: T, faithful: T) -> T {
+        match self.preset {
+            Preset::Quick => quick,
+            Preset::Faithful => faithful,
+        }
+    }
+}
+
+/// A built-in workload: its catalog entry and the functions that check and run it.
+pub struct Workload {
+    /// Name used on the command line and in plans (`net-stream`).
+    pub name: &'static str,
+    /// The classic benchmark it stands for (`netperf TCP_STREAM`).
+    pub stands_for: &'static str,
+    /// Resource class.
+    pub class: Class,
+    /// Name of the headline metric.
+    pub metric: &'static str,
+    /// Unit of the headline metric.
+    pub unit: &'static str,
+    /// Whether a larger headline value is better.
+    pub higher_is_better: bool,
+    /// Whether it needs the peer (`virtmark serve`).
+    pub needs_peer: bool,
+    /// One sentence on what it does.
+    pub description: &'static str,
+    /// Whether it can run here; `Err` names what is missing.
+    pub available: fn() -> Result<(), String>,
+    /// Run once and measure.
+    pub run: fn(&Ctx) -> Result<Outcome, WorkloadError>,
+}
+
+/// Always available.
+pub fn always() -> Result<(), String> {
+    Ok(())
+}
+
+/// The whole built-in suite, in catalog order.
+pub static ALL: &[&Workload] = &[&dd::DD_ZERO];
+
+/// Look a workload up by name.
+pub fn find(name: &str) -> Option<&'static Workload> {
+    ALL.iter().copied().find(|w| w.name == name)
+}
+
+/// Names of every workload, for error messages.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|w| w.name).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for workload unit tests.
+    use super::*;
+
+    /// Run `w` once with `params` and a short duration in a temporary scratch dir.
+    pub fn run_briefly(w: &Workload, params: Params, peer: Option<SocketAddr>) -> Outcome {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = Ctx {
+            preset: Preset::Quick,
+            duration: params
+                .duration
+                .map(Dur::get)
+                .unwrap_or(Duration::from_millis(300)),
+            params: &params,
+            scratch: dir.path(),
+            peer,
+            progress: &|_, _| {},
+        };
+        let out = (w.run)(&ctx).unwrap_or_else(|e| panic!("{} failed: {e}", w.name));
+        assert!(!out.metrics.is_empty(), "{} returned no metric", w.name);
+        let head = &out.metrics[0];
+        assert_eq!(head.name, w.metric, "{}: headline metric name", w.name);
+        assert_eq!(head.unit, w.unit, "{}: headline unit", w.name);
+        assert_eq!(head.higher_is_better, w.higher_is_better);
+        for m in &out.metrics {
+            assert!(
+                m.value.is_finite() && m.value > 0.0,
+                "{}: metric {} = {} is not a positive figure",
+                w.name,
+                m.name,
+                m.value
+            );
+        }
+        out
+    }
+}
