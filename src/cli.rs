@@ -4,9 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::workloads;
+use crate::error::user;
+use crate::plan::Plan;
+use crate::units::Dur;
+use crate::workloads::{self, Preset};
 
 /// Measures what a virtualization layer costs real workloads.
 #[derive(Debug, Parser)]
@@ -20,8 +23,25 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the overhead step: every workload in every target, repeated, normalized to native.
+    Run(RunArgs),
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
+    /// Print the default plan (TOML), to edit and pass to `run --plan`.
+    Plan {
+        /// Print the default plan.
+        #[arg(long)]
+        print_default: bool,
+    },
+    /// List the runs stored in the results database, newest first.
+    History {
+        /// Results database (default: $VIRTMARK_DB or the user's data directory).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Run as an agent inside a target: JSON requests on stdin, answers on stdout.
     #[command(hide = true)]
     Agent {
@@ -31,10 +51,65 @@ pub enum Command {
     },
 }
 
+/// Options of `virtmark run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plan file (TOML); flags below override it.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Targets, comma-separated (default: every target available here).
+    #[arg(short, long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
+    /// Workloads, comma-separated (default: the whole suite; see `virtmark workloads`).
+    #[arg(short, long, value_delimiter = ',')]
+    pub workloads: Option<Vec<String>>,
+    /// Repetitions of each (target, workload).
+    #[arg(long)]
+    pub reps: Option<u32>,
+    /// Leading repetitions discarded as warm-up.
+    #[arg(long)]
+    pub discard: Option<u32>,
+    /// Run time of time-based workloads (e.g. 3s, 500ms).
+    #[arg(long)]
+    pub duration: Option<Dur>,
+    /// quick (default) or faithful (the classic studies' sizes and durations).
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
+    /// Longest wait for one answer from a target before the sample is DNR.
+    #[arg(long)]
+    pub deadline: Option<Dur>,
+    /// Directory in which the run directory is made (default: ./virtmark-results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Results database (default: $VIRTMARK_DB or the user's data directory).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+/// `--preset` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PresetArg {
+    /// Short durations, small sizes.
+    Quick,
+    /// The studies' sizes and durations.
+    Faithful,
+}
+
 /// Execute a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(args) => cmd_run(args),
         Command::Workloads => cmd_workloads(),
+        Command::Plan { print_default } => {
+            if !print_default {
+                return Err(user(
+                    "say what to do: `virtmark plan --print-default` prints the default plan",
+                ));
+            }
+            print!("{}", crate::plan::default_toml());
+            Ok(())
+        }
+        Command::History { db, limit } => cmd_history(db, limit),
         Command::Agent { scratch } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);
             let stdin = std::io::stdin().lock();
@@ -42,6 +117,117 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::agent::serve(stdin, stdout, &root).context("agent channel")
         }
     }
+}
+
+/// Merge the plan file (if any) and the flags into one validated plan.
+pub fn build_plan(args: &RunArgs) -> Result<Plan> {
+    let mut plan = match &args.plan {
+        Some(p) => Plan::load(p)?,
+        None => Plan::default(),
+    };
+    let r = &mut plan.run;
+    if let Some(t) = &args.targets {
+        r.targets = Some(t.iter().map(|s| s.trim().to_string()).collect());
+    }
+    if let Some(w) = &args.workloads {
+        r.workloads = Some(w.iter().map(|s| s.trim().to_string()).collect());
+    }
+    if let Some(n) = args.reps {
+        r.reps = n;
+    }
+    if let Some(n) = args.discard {
+        r.discard = n;
+    }
+    if let Some(d) = args.duration {
+        r.duration = Some(d);
+    }
+    if let Some(d) = args.deadline {
+        r.deadline = d;
+    }
+    if let Some(p) = args.preset {
+        r.preset = match p {
+            PresetArg::Quick => Preset::Quick,
+            PresetArg::Faithful => Preset::Faithful,
+        };
+    }
+    let origin = match &args.plan {
+        Some(p) => format!("{} (with command-line flags)", p.display()),
+        None => "command line".into(),
+    };
+    plan.validate(&origin)?;
+    Ok(plan)
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    let plan = build_plan(&args)?;
+    let opts = crate::runner::RunOptions {
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::runner::default_out().to_path_buf()),
+        db: args
+            .db
+            .clone()
+            .unwrap_or_else(crate::store::db::default_path),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let done = crate::runner::run(plan, &opts)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
+    writeln!(
+        out,
+        "run {} ({})",
+        done.record.run_id,
+        done.record.status.as_str()
+    )?;
+    writeln!(out, "  run directory: {}", done.dir.display())?;
+    writeln!(
+        out,
+        "  results:       {}",
+        done.dir.join("results.json").display()
+    )?;
+    writeln!(out, "  database:      {}", opts.db.display())?;
+    Ok(())
+}
+
+fn cmd_history(db: Option<PathBuf>, limit: usize) -> Result<()> {
+    let path = db.unwrap_or_else(crate::store::db::default_path);
+    let db = crate::store::db::Db::open_existing(&path)?;
+    let runs = db.history(limit)?;
+    let mut out = std::io::stdout().lock();
+    if runs.is_empty() {
+        writeln!(out, "no runs stored in {}", path.display())?;
+        return Ok(());
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec![
+        "run",
+        "started",
+        "status",
+        "host",
+        "targets",
+        "workloads",
+        "samples",
+    ]);
+    for r in runs {
+        let nw = r.workloads.split(',').filter(|s| !s.is_empty()).count();
+        table.add_row(vec![
+            r.id,
+            r.started,
+            r.status,
+            r.hostname,
+            r.targets,
+            if nw > 3 {
+                format!("{nw} workloads")
+            } else {
+                r.workloads
+            },
+            r.samples.to_string(),
+        ]);
+    }
+    writeln!(out, "{table}")?;
+    Ok(())
 }
 
 fn cmd_workloads() -> Result<()> {

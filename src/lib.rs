@@ -1,13 +1,22 @@
 //! virtmark measures what a virtualization layer costs real workloads.
 //!
 //! The flow, one direction: [`plan`] → target drivers ([`targets`]) →
-//! [`agent`] running [`workloads`] → samples ([`protocol`]) → [`stats`] →
-//! results store ([`store`]) → terminal and file reports ([`report`]).
+//! [`agent`] running [`workloads`] → samples ([`protocol`]) → [`stats`] and
+//! [`results`] → results store ([`store`]) → reports ([`report`]). [`runner`]
+//! drives the overhead step.
 
 pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod fingerprint;
+pub mod plan;
 pub mod protocol;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod stats;
+pub mod store;
+pub mod sys;
+pub mod targets;
 pub mod units;
 pub mod workloads;

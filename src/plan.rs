@@ -1,0 +1,274 @@
+//! The plan: what to run. A TOML file (`virtmark plan --print-default` writes the
+//! default one); command-line flags override it. Every field is checked before
+//! anything runs, and every error names the file, the field and what is accepted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{user, UserError};
+use crate::units::Dur;
+use crate::workloads::{self, Params, Preset};
+
+/// A whole plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// How to run.
+    #[serde(default)]
+    pub run: RunSection,
+    /// Per-workload parameters, keyed by workload name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Params>,
+}
+
+/// The `[run]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// `quick` (default) or `faithful` (the studies' sizes and durations).
+    #[serde(default)]
+    pub preset: Preset,
+    /// Repetitions of each (target, workload).
+    #[serde(default = "default_reps")]
+    pub reps: u32,
+    /// Leading repetitions discarded as warm-up.
+    #[serde(default = "default_discard")]
+    pub discard: u32,
+    /// Run time of time-based workloads; default depends on the preset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// Longest wait for one answer from an agent before the sample is DNR.
+    #[serde(default = "default_deadline")]
+    pub deadline: Dur,
+    /// Targets; absent means every target available on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    /// Workloads; absent means the whole built-in suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Vec<String>>,
+}
+
+fn default_reps() -> u32 {
+    4
+}
+fn default_discard() -> u32 {
+    1
+}
+fn default_deadline() -> Dur {
+    Dur(std::time::Duration::from_secs(600))
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            preset: Preset::Quick,
+            reps: default_reps(),
+            discard: default_discard(),
+            duration: None,
+            deadline: default_deadline(),
+            targets: None,
+            workloads: None,
+        }
+    }
+}
+
+/// Default run time of time-based workloads for a preset.
+pub fn default_duration(preset: Preset) -> Dur {
+    Dur(match preset {
+        Preset::Quick => std::time::Duration::from_secs(1),
+        Preset::Faithful => std::time::Duration::from_secs(10),
+    })
+}
+
+/// The default plan written by `virtmark plan --print-default`, with comments.
+pub fn default_toml() -> String {
+    let names = workloads::names()
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"# virtmark plan: what `virtmark run` does when given `--plan FILE`.
+# Command-line flags override what is written here.
+
+[run]
+# "quick": short durations and small sizes (the suite takes minutes);
+# "faithful": the classic studies' sizes and durations.
+preset = "quick"
+# Each (target, workload) runs `reps` times; the first `discard` are warm-up.
+reps = 4
+discard = 1
+# Run time of time-based workloads (default: 1s quick, 10s faithful).
+# duration = "1s"
+# Longest wait for one answer from a target before the sample is marked DNR.
+deadline = "10m"
+# Targets to measure; leave out to use every target available on this host.
+# targets = ["native"]
+# Workloads to run; leave out for the whole built-in suite.
+workloads = [{names}]
+
+# Per-workload parameters (all optional): duration, size, block-size, threads,
+# clients, files, rows, transactions, fsync, direct. For example:
+# [params.fileio]
+# size = "1GiB"
+# block-size = "64KiB"
+"#
+    )
+}
+
+impl Plan {
+    /// Parse and validate a plan from TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Plan, UserError> {
+        let plan: Plan = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim_end_matches('.').to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let start = s.start.min(text.len());
+                    let line_no = text[..start].matches('\n').count() + 1;
+                    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                    format!(" (line {line_no}: `{line}`)")
+                })
+                .unwrap_or_default();
+            UserError(format!("{origin}{at}: {msg}"))
+        })?;
+        plan.validate(origin)?;
+        Ok(plan)
+    }
+
+    /// Read a plan file.
+    pub fn load(path: &Path) -> anyhow::Result<Plan> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| user(format!("cannot read plan {}: {e}", path.display())))?;
+        Ok(Plan::from_toml(&text, &path.display().to_string())?)
+    }
+
+    /// Check every field; errors name `origin` and the field.
+    pub fn validate(&self, origin: &str) -> Result<(), UserError> {
+        let r = &self.run;
+        if r.reps == 0 {
+            return Err(UserError(format!(
+                "{origin}: run.reps = 0: need at least 1 repetition"
+            )));
+        }
+        if r.discard >= r.reps {
+            return Err(UserError(format!(
+                "{origin}: run.discard = {} must be less than run.reps = {} (at least one sample must be kept)",
+                r.discard, r.reps
+            )));
+        }
+        if let Some(ws) = &r.workloads {
+            if ws.is_empty() {
+                return Err(UserError(format!(
+                    "{origin}: run.workloads is empty: name at least one of {}",
+                    workloads::names().join(", ")
+                )));
+            }
+            for w in ws {
+                check_workload(origin, "run.workloads", w)?;
+            }
+        }
+        for w in self.params.keys() {
+            check_workload(origin, "params", w)?;
+        }
+        if let Some(ts) = &r.targets {
+            if ts.is_empty() {
+                return Err(UserError(format!(
+                    "{origin}: run.targets is empty: name at least one target, or leave it out for every available one"
+                )));
+            }
+            for t in ts {
+                crate::targets::parse(t)
+                    .map_err(|e| UserError(format!("{origin}: run.targets: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The workloads to run, in catalog order when not given.
+    pub fn workload_names(&self) -> Vec<String> {
+        match &self.run.workloads {
+            Some(ws) => ws.clone(),
+            None => workloads::names().into_iter().map(String::from).collect(),
+        }
+    }
+
+    /// The effective duration for time-based workloads.
+    pub fn duration(&self) -> Dur {
+        self.run
+            .duration
+            .unwrap_or_else(|| default_duration(self.run.preset))
+    }
+
+    /// Serialize back to TOML (the exact plan of a run, for re-running).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("plans always serialize")
+    }
+}
+
+fn check_workload(origin: &str, field: &str, name: &str) -> Result<(), UserError> {
+    if workloads::find(name).is_none() {
+        return Err(UserError(format!(
+            "{origin}: {field}: unknown workload {name:?} (known: {})",
+            workloads::names().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Plan::from_toml(text, "p.toml").unwrap_err().0
+    }
+
+    #[test]
+    fn default_plan_parses_and_round_trips() {
+        let p = Plan::from_toml(&default_toml(), "default").unwrap();
+        assert_eq!(p.run.reps, 4);
+        assert_eq!(p.run.discard, 1);
+        assert_eq!(p.workload_names().len(), workloads::ALL.len());
+        let again = Plan::from_toml(&p.to_toml(), "again").unwrap();
+        assert_eq!(p, again);
+        assert_eq!(Plan::from_toml("", "empty").unwrap(), Plan::default());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_and_line() {
+        let e = err("[run]\nreps = = 3\n");
+        assert!(e.starts_with("p.toml (line 2: `reps = = 3`):"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_accepted_ones() {
+        let e = err("[run]\nrepz = 3\n");
+        assert!(e.contains("repz") && e.contains("reps"), "{e}");
+        let e = err("[params.dd-zero]\nsizze = \"1M\"\n");
+        assert!(e.contains("sizze") && e.contains("size"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(err("[run]\nduration = \"0s\"\n").contains("greater than zero"));
+        assert!(err("[run]\nduration = \"-3s\"\n").contains("must be positive"));
+        assert!(err("[run]\nreps = -1\n").contains("reps"));
+        let e = err("[run]\nreps = 3\ndiscard = 3\n");
+        assert!(
+            e.contains("run.discard = 3 must be less than run.reps = 3"),
+            "{e}"
+        );
+        let e = err("[run]\nworkloads = [\"spin\"]\n");
+        assert!(
+            e.contains("unknown workload \"spin\"") && e.contains("dd-zero"),
+            "{e}"
+        );
+        let e = err("[params.spin]\nsize = \"1M\"\n");
+        assert!(e.contains("params: unknown workload \"spin\""), "{e}");
+        let e = err("[run]\ntargets = [\"mainframe\"]\n");
+        assert!(e.contains("unknown target \"mainframe\""), "{e}");
+    }
+}

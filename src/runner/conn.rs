@@ -1,0 +1,192 @@
+//! The host side of the agent channel: send a request, wait for its answer within a
+//! deadline, pass progress on, skip console noise.
+
+use std::io::{self, BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, Request, Response};
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Deadline(Duration),
+    /// The agent closed its channel (exited or crashed).
+    #[error("the agent closed its channel")]
+    Closed,
+    /// The user interrupted the run.
+    #[error("interrupted")]
+    Interrupted,
+    /// Writing the request failed.
+    #[error("writing to the agent: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ConnError {
+    /// Machine-readable kind for a DNR record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnError::Deadline(_) => "deadline",
+            ConnError::Closed => "agent_exited",
+            ConnError::Interrupted => "interrupted",
+            ConnError::Io(_) => "agent_exited",
+        }
+    }
+}
+
+/// A connection to one agent.
+pub struct AgentConn {
+    writer: Box<dyn Write + Send>,
+    rx: mpsc::Receiver<Response>,
+    _reader: JoinHandle<u64>,
+}
+
+impl AgentConn {
+    /// Start reading answers from `from_agent` on a thread.
+    pub fn new(writer: Box<dyn Write + Send>, from_agent: Box<dyn Read + Send>) -> AgentConn {
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut r = protocol::Reader::new(BufReader::new(from_agent));
+            while let Ok(Some(msg)) = r.next_message::<Response>() {
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+            r.skipped
+        });
+        AgentConn {
+            writer,
+            rx,
+            _reader: reader,
+        }
+    }
+
+    /// Send `req` and wait for its final answer (anything but `progress`), calling
+    /// `on_progress` for progress on the way. Answers to earlier requests that
+    /// arrive late (after their deadline) are skipped.
+    pub fn request(
+        &mut self,
+        req: &Request,
+        deadline: Duration,
+        interrupted: &AtomicBool,
+        mut on_progress: impl FnMut(f64, &str),
+    ) -> Result<Response, ConnError> {
+        let want_id = match req {
+            Request::RunWorkload { id, .. } => Some(*id),
+            _ => None,
+        };
+        protocol::send(&mut self.writer, req)?;
+        let until = Instant::now() + deadline;
+        loop {
+            if interrupted.load(Ordering::SeqCst) {
+                return Err(ConnError::Interrupted);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConnError::Deadline(deadline));
+            }
+            match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(Response::Progress {
+                    id,
+                    fraction,
+                    message,
+                }) => {
+                    if Some(id) == want_id {
+                        on_progress(fraction, &message);
+                    }
+                }
+                Ok(msg) => {
+                    let id = match &msg {
+                        Response::Sample { id, .. } => Some(*id),
+                        Response::Error { id, .. } => *id,
+                        _ => None,
+                    };
+                    let stale = match (want_id, id) {
+                        (Some(w), Some(i)) => w != i,
+                        (None, Some(_)) => true,
+                        (None, None) => !matches!(
+                            (&msg, req),
+                            (Response::Hello { .. }, Request::Hello)
+                                | (Response::Fingerprint { .. }, Request::Fingerprint)
+                                | (Response::Bye, Request::Shutdown)
+                                | (Response::Error { .. }, _)
+                        ),
+                        (Some(_), None) => !matches!(msg, Response::Error { .. }),
+                    };
+                    if !stale {
+                        return Ok(msg);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(ConnError::Closed),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-process agent on a pair of pipes.
+    fn pipe_agent() -> AgentConn {
+        let (req_r, req_w) = std::io::pipe().unwrap();
+        let (resp_r, resp_w) = std::io::pipe().unwrap();
+        std::thread::spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let _ = crate::agent::serve(BufReader::new(req_r), resp_w, dir.path());
+        });
+        AgentConn::new(Box::new(req_w), Box::new(resp_r))
+    }
+
+    #[test]
+    fn hello_and_workload_round_trip_over_pipes() {
+        let mut c = pipe_agent();
+        let stop = AtomicBool::new(false);
+        let hello = c
+            .request(&Request::Hello, Duration::from_secs(5), &stop, |_, _| {})
+            .unwrap();
+        assert!(matches!(hello, Response::Hello { .. }));
+        let r = c
+            .request(
+                &Request::RunWorkload {
+                    id: 9,
+                    workload: "dd-zero".into(),
+                    params: Default::default(),
+                    duration: Some("100ms".parse().unwrap()),
+                    preset: Default::default(),
+                    peer: None,
+                },
+                Duration::from_secs(10),
+                &stop,
+                |_, _| {},
+            )
+            .unwrap();
+        assert!(matches!(r, Response::Sample { id: 9, .. }), "{r:?}");
+        let bye = c
+            .request(&Request::Shutdown, Duration::from_secs(5), &stop, |_, _| {})
+            .unwrap();
+        assert_eq!(bye, Response::Bye);
+    }
+
+    #[test]
+    fn a_silent_agent_misses_its_deadline() {
+        let (_req_r, req_w) = std::io::pipe().unwrap();
+        let (resp_r, _resp_w) = std::io::pipe().unwrap();
+        let mut c = AgentConn::new(Box::new(req_w), Box::new(resp_r));
+        let stop = AtomicBool::new(false);
+        let e = c
+            .request(
+                &Request::Hello,
+                Duration::from_millis(200),
+                &stop,
+                |_, _| {},
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), "deadline");
+    }
+}

@@ -1,0 +1,65 @@
+//! Starts the peer (`virtmark serve`) on the host side for network workloads.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// A running peer process; stopped on drop.
+pub struct PeerProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl PeerProcess {
+    /// Start `exe serve --listen <listen>` and wait for its `listening ADDR` line.
+    pub fn start(exe: &Path, listen: &str, log: &Path) -> Result<PeerProcess> {
+        let log = std::fs::File::create(log)
+            .with_context(|| format!("creating peer log {}", log.display()))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--listen", listen, "--exit-on-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        crate::sys::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().context("starting the peer (virtmark serve)")?;
+        let out = child.stdout.take().context("peer stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => l,
+            Err(_) => {
+                crate::sys::stop_child(&mut child, Duration::from_secs(1));
+                bail!("the peer did not say where it listens within 10 s");
+            }
+        };
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok());
+        match addr {
+            Some(addr) => Ok(PeerProcess { child, addr }),
+            None => {
+                crate::sys::stop_child(&mut child, Duration::from_secs(1));
+                bail!(
+                    "the peer answered {:?} instead of `listening ADDR`",
+                    line.trim()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        crate::sys::stop_child(&mut self.child, Duration::from_secs(2));
+    }
+}
