@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs `virtmark run` (its built-in default unless arguments are given).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --locked --quiet
+exec target/release/virtmark run "$@"

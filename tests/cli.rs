@@ -1,0 +1,259 @@
+//! The command line, end to end, on the real binary.
+
+mod common;
+
+use common::{results_json, Sandbox};
+use predicates::prelude::*;
+
+#[test]
+fn workloads_lists_the_catalog() {
+    let sb = Sandbox::new();
+    sb.cmd(&["workloads"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("dd-zero"))
+        .stdout(predicate::str::contains("dd if=/dev/zero of=/dev/null"));
+}
+
+#[test]
+fn the_printed_default_plan_runs_as_a_plan_file() {
+    let sb = Sandbox::new();
+    let out = sb.cmd(&["plan", "--print-default"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[run]") && text.contains("reps = 4"));
+    std::fs::write(sb.path().join("plan.toml"), text).unwrap();
+    // The plan names the whole suite; keep the run short by overriding the workloads.
+    sb.cmd(&[
+        "run",
+        "--plan",
+        "plan.toml",
+        "-w",
+        "dd-zero",
+        "--reps",
+        "2",
+        "--duration",
+        "100ms",
+    ])
+    .assert()
+    .success();
+}
+
+fn one_line_error(sb: &Sandbox, args: &[&str], needle: &str) {
+    let out = sb.cmd(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+}
+
+#[test]
+fn bad_input_gives_a_one_line_error_and_status_2() {
+    let sb = Sandbox::new();
+    one_line_error(&sb, &["run", "-w", "spin"], "unknown workload \"spin\"");
+    one_line_error(&sb, &["run", "-t", "mainframe"], "unknown target \"mainframe\"");
+    one_line_error(
+        &sb,
+        &["run", "-w", "dd-zero", "--reps", "3", "--discard", "3"],
+        "must be less than run.reps = 3",
+    );
+    // Flag values are checked by the argument parser, which adds a hint line.
+    sb.cmd(&["run", "--duration", "0s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("greater than zero"));
+    std::fs::write(sb.path().join("bad.toml"), "[run]\nreps = \"many\"\n").unwrap();
+    one_line_error(&sb, &["run", "--plan", "bad.toml"], "bad.toml (line 2");
+    std::fs::write(sb.path().join("unk.toml"), "[run]\nrepetitions = 3\n").unwrap();
+    one_line_error(&sb, &["run", "--plan", "unk.toml"], "unknown field `repetitions`");
+    one_line_error(&sb, &["run", "--plan", "missing.toml"], "cannot read plan missing.toml");
+    // Nothing was stored by any of these.
+    assert!(!sb.path().join("virtmark-results").exists());
+}
+
+#[test]
+fn an_unwritable_output_directory_is_refused() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("afile"), "x").unwrap();
+    one_line_error(
+        &sb,
+        &["run", "-w", "dd-zero", "--out", "afile/sub"],
+        "cannot create run directory",
+    );
+}
+
+#[test]
+fn a_damaged_database_is_refused_and_left_as_it_was() {
+    let sb = Sandbox::new();
+    let junk = vec![b'x'; 4096];
+    std::fs::write(sb.db(), &junk).unwrap();
+    one_line_error(
+        &sb,
+        &["run", "-w", "dd-zero", "--duration", "100ms"],
+        "damaged or not a virtmark database",
+    );
+    assert_eq!(std::fs::read(sb.db()).unwrap(), junk);
+    one_line_error(&sb, &["history"], "damaged or not a virtmark database");
+}
+
+#[test]
+fn a_short_real_run_writes_its_directory_and_database() {
+    let sb = Sandbox::new();
+    sb.cmd(&[
+        "run",
+        "-w",
+        "dd-zero",
+        "--reps",
+        "3",
+        "--discard",
+        "1",
+        "--duration",
+        "200ms",
+        "--out",
+        "out",
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("dd-zero"))
+    .stdout(predicate::str::contains("MB/s"))
+    .stderr(predicate::str::contains("rep 3/3"));
+    let dir = sb.run_dir("out");
+    for f in ["plan.toml", "results.json", "samples.csv"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let plan = std::fs::read_to_string(dir.join("plan.toml")).unwrap();
+    assert!(plan.contains("reps = 3") && plan.contains("dd-zero"), "{plan}");
+
+    let j = results_json(&dir);
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["status"], "complete");
+    assert!(j["virtmark"]["version"].is_string());
+    assert!(j["virtmark"]["git_revision"].is_string());
+    assert!(j["host"]["cpus"].as_u64().unwrap() >= 1);
+    assert_eq!(j["samples"].as_array().unwrap().len(), 3);
+    let results = j["results"].as_array().unwrap();
+    let head = results
+        .iter()
+        .find(|r| r["workload"] == "dd-zero" && r["metric"] == "throughput")
+        .expect("dd-zero throughput result");
+    for key in [
+        "target",
+        "workload",
+        "metric",
+        "unit",
+        "higher_is_better",
+        "median",
+        "ci_low",
+        "ci_high",
+        "cov",
+        "ratio_to_native",
+        "samples",
+    ] {
+        assert!(head.get(key).is_some(), "results entry lacks {key}");
+    }
+    assert_eq!(head["target"], "native");
+    assert!(head["ratio_to_native"].is_null());
+    let kept: Vec<f64> = head["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "one of three discarded");
+    let median = head["median"].as_f64().unwrap();
+    assert!((median - (kept[0] + kept[1]) / 2.0).abs() < 1e-9);
+    assert!(head["ci_low"].as_f64().unwrap() <= median);
+    assert!(head["ci_high"].as_f64().unwrap() >= median);
+
+    let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("run_id,target,workload,rep,discarded"));
+    assert_eq!(lines.len(), 1 + 3, "one row per sample and metric");
+
+    // The database holds the same run and every sample.
+    let conn = rusqlite::Connection::open(sb.db()).unwrap();
+    let (status, n): (String, i64) = conn
+        .query_row(
+            "SELECT status, (SELECT count(*) FROM samples WHERE run_id = runs.id) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), n), ("complete", 3));
+    let values: Vec<f64> = conn
+        .prepare("SELECT value FROM sample_metrics m JOIN samples s ON s.id = m.sample_id WHERE s.discarded = 0 ORDER BY s.rep")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(values, kept);
+
+    sb.cmd(&["history"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(j["run_id"].as_str().unwrap()))
+        .stdout(predicate::str::contains("complete"));
+}
+
+#[test]
+fn an_interrupted_run_keeps_what_it_measured() {
+    let sb = Sandbox::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
+        .current_dir(sb.path())
+        .env("VIRTMARK_DB", sb.db())
+        .args([
+            "run", "-w", "dd-zero", "--reps", "50", "--duration", "200ms", "--out", "out",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "an interrupted run still ends cleanly: {status}");
+    let j = results_json(&sb.run_dir("out"));
+    assert_eq!(j["status"], "partial");
+    let n = j["samples"].as_array().unwrap().len();
+    assert!(n >= 2 && n < 50, "kept {n} samples");
+    let conn = rusqlite::Connection::open(sb.db()).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored as usize, n);
+    // No agent of this run is left running, and its scratch is gone.
+    let run_id = j["run_id"].as_str().unwrap();
+    let agents = std::process::Command::new("pgrep")
+        .args(["-f", &format!("virtmark-{run_id}")])
+        .output()
+        .unwrap();
+    assert!(agents.stdout.is_empty(), "agents left: {:?}", agents);
+    assert!(!std::env::temp_dir().join(format!("virtmark-{run_id}")).exists());
+}
+
+#[test]
+fn the_agent_answers_malformed_requests_and_keeps_serving() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd(&["agent", "--scratch", "."])
+        .write_stdin("garbage\n{\"v\":1,\"type\":\"nonsense\"}\n{\"v\":1,\"type\":\"hello\"}\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["type"], "error");
+    assert_eq!(lines[0]["kind"], "bad_request");
+    assert_eq!(lines[1]["type"], "error");
+    assert_eq!(lines[2]["type"], "hello");
+    assert!(lines.iter().all(|l| l["v"] == 1));
+}
