@@ -43,15 +43,26 @@ fn one_line_error(sb: &Sandbox, args: &[&str], needle: &str) {
     let out = sb.cmd(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line: {err}"
+    );
 }
 
 #[test]
 fn bad_input_gives_a_one_line_error_and_status_2() {
     let sb = Sandbox::new();
     one_line_error(&sb, &["run", "-w", "spin"], "unknown workload \"spin\"");
-    one_line_error(&sb, &["run", "-t", "mainframe"], "unknown target \"mainframe\"");
+    one_line_error(
+        &sb,
+        &["run", "-t", "mainframe"],
+        "unknown target \"mainframe\"",
+    );
     one_line_error(
         &sb,
         &["run", "-w", "dd-zero", "--reps", "3", "--discard", "3"],
@@ -65,8 +76,16 @@ fn bad_input_gives_a_one_line_error_and_status_2() {
     std::fs::write(sb.path().join("bad.toml"), "[run]\nreps = \"many\"\n").unwrap();
     one_line_error(&sb, &["run", "--plan", "bad.toml"], "bad.toml (line 2");
     std::fs::write(sb.path().join("unk.toml"), "[run]\nrepetitions = 3\n").unwrap();
-    one_line_error(&sb, &["run", "--plan", "unk.toml"], "unknown field `repetitions`");
-    one_line_error(&sb, &["run", "--plan", "missing.toml"], "cannot read plan missing.toml");
+    one_line_error(
+        &sb,
+        &["run", "--plan", "unk.toml"],
+        "unknown field `repetitions`",
+    );
+    one_line_error(
+        &sb,
+        &["run", "--plan", "missing.toml"],
+        "cannot read plan missing.toml",
+    );
     // Nothing was stored by any of these.
     assert!(!sb.path().join("virtmark-results").exists());
 }
@@ -122,7 +141,10 @@ fn a_short_real_run_writes_its_directory_and_database() {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let plan = std::fs::read_to_string(dir.join("plan.toml")).unwrap();
-    assert!(plan.contains("reps = 3") && plan.contains("dd-zero"), "{plan}");
+    assert!(
+        plan.contains("reps = 3") && plan.contains("dd-zero"),
+        "{plan}"
+    );
 
     let j = results_json(&dir);
     assert_eq!(j["schema_version"], 1);
@@ -203,7 +225,15 @@ fn an_interrupted_run_keeps_what_it_measured() {
         .current_dir(sb.path())
         .env("VIRTMARK_DB", sb.db())
         .args([
-            "run", "-w", "dd-zero", "--reps", "50", "--duration", "200ms", "--out", "out",
+            "run",
+            "-w",
+            "dd-zero",
+            "--reps",
+            "50",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -216,11 +246,14 @@ fn an_interrupted_run_keeps_what_it_measured() {
     )
     .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "an interrupted run still ends cleanly: {status}");
+    assert!(
+        status.success(),
+        "an interrupted run still ends cleanly: {status}"
+    );
     let j = results_json(&sb.run_dir("out"));
     assert_eq!(j["status"], "partial");
     let n = j["samples"].as_array().unwrap().len();
-    assert!(n >= 2 && n < 50, "kept {n} samples");
+    assert!((2..50).contains(&n), "kept {n} samples");
     let conn = rusqlite::Connection::open(sb.db()).unwrap();
     let stored: i64 = conn
         .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
@@ -233,7 +266,9 @@ fn an_interrupted_run_keeps_what_it_measured() {
         .output()
         .unwrap();
     assert!(agents.stdout.is_empty(), "agents left: {:?}", agents);
-    assert!(!std::env::temp_dir().join(format!("virtmark-{run_id}")).exists());
+    assert!(!std::env::temp_dir()
+        .join(format!("virtmark-{run_id}"))
+        .exists());
 }
 
 #[test]
