@@ -42,6 +42,13 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Remove what crashed or killed runs left behind (namespaces, links, cgroups,
+    /// mounts, scratch, processes), from their ledgers.
+    Cleanup {
+        /// Also clean ledgers of runs that still look alive.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run as an agent inside a target: JSON requests on stdin, answers on stdout.
     #[command(hide = true)]
     Agent {
@@ -110,6 +117,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::History { db, limit } => cmd_history(db, limit),
+        Command::Cleanup { force } => cmd_cleanup(force),
         Command::Agent { scratch } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);
             let stdin = std::io::stdin().lock();
@@ -187,6 +195,31 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         done.dir.join("results.json").display()
     )?;
     writeln!(out, "  database:      {}", opts.db.display())?;
+    Ok(())
+}
+
+fn cmd_cleanup(force: bool) -> Result<()> {
+    let r = crate::targets::ledger::cleanup_all(force)?;
+    let mut out = std::io::stdout().lock();
+    for l in &r.ledgers {
+        writeln!(out, "cleaned {}", l.display())?;
+    }
+    for l in &r.alive {
+        writeln!(
+            out,
+            "skipped {} (its run is still going; --force to clean anyway)",
+            l.display()
+        )?;
+    }
+    if r.ledgers.is_empty() && r.alive.is_empty() {
+        writeln!(out, "nothing to clean")?;
+    }
+    if !r.problems.is_empty() {
+        for p in &r.problems {
+            eprintln!("virtmark: could not remove {p}");
+        }
+        anyhow::bail!("{} resource(s) could not be removed", r.problems.len());
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ use crate::results::{
 };
 use crate::store::db::Db;
 use crate::store::rundir::RunDir;
+use crate::targets::ledger::{Ledger, Resource};
 use crate::targets::{self, Instance, StartEnv};
 use crate::workloads;
 use conn::{AgentConn, ConnError};
@@ -129,7 +130,11 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     let run_id = new_run_id();
     let mut dir = RunDir::create(&opts.out, &run_id, &plan.to_toml())?;
     let exe = std::env::current_exe().context("locating the virtmark binary")?;
+    let ledger = Arc::new(Ledger::create(dir.path(), &run_id)?);
     let scratch_root = std::env::temp_dir().join(format!("virtmark-{run_id}"));
+    ledger.record(&Resource::Dir {
+        path: scratch_root.clone(),
+    })?;
 
     let mut record = RunRecord {
         schema_version: SCHEMA_VERSION,
@@ -187,7 +192,12 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         })
         .collect();
     let dir_path = dir.path().to_path_buf();
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env_for = |name: &str| StartEnv {
+        ledger: ledger.clone(),
+        tag: format!("{}{}", &run_id[run_id.len() - 4..], short_tag(name)),
+        cpus: host_cpus,
+        memory: 2 << 30,
         exe: &exe,
         scratch: scratch_root.join(name.replace([':', '/'], "_")),
         log: dir_path.join(format!("agent-{}.log", name.replace([':', '/'], "_"))),
@@ -327,8 +337,16 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         }
         t.stop();
     }
+    drop(live);
     drop(peer);
-    let _ = std::fs::remove_dir_all(&scratch_root);
+    match Arc::try_unwrap(ledger) {
+        Ok(l) => {
+            for p in l.close()? {
+                eprintln!("virtmark: warning: could not remove {p}");
+            }
+        }
+        Err(_) => eprintln!("virtmark: warning: ledger still in use; run `virtmark cleanup`"),
+    }
 
     let was_interrupted = interrupted.load(Ordering::SeqCst);
     record.status = if was_interrupted {
@@ -398,6 +416,14 @@ fn start_target(
     };
     t.conn = Some(conn);
     Ok((fp, startup))
+}
+
+/// A short, name-safe tag for a target (`oci:crun` → `oc`), for resource names.
+fn short_tag(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(4)
+        .collect()
 }
 
 /// The default parent directory of run directories.

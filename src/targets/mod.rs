@@ -5,7 +5,13 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+use std::time::Duration;
 
+use ledger::{Ledger, Resource};
+
+pub mod ledger;
 mod native;
 
 /// A parsed target name.
@@ -37,8 +43,16 @@ pub struct StartEnv<'a> {
     pub scratch: PathBuf,
     /// Where the agent's standard error is logged.
     pub log: PathBuf,
-    /// The peer, as the host sees it, when network workloads will run.
+    /// The peer on the host's loopback, when network workloads will run.
     pub peer: Option<SocketAddr>,
+    /// Where every resource the driver creates is recorded first.
+    pub ledger: Arc<Ledger>,
+    /// Unique short tag of this instance, for naming namespaces, links, cgroups.
+    pub tag: String,
+    /// CPUs the target gets (default: every host CPU).
+    pub cpus: usize,
+    /// Memory the target gets, bytes (default: 2 GiB as the studies gave their guests).
+    pub memory: u64,
 }
 
 /// A running instance of a target with an agent in it.
@@ -83,4 +97,83 @@ pub fn available_targets() -> Vec<String> {
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()
+}
+
+enum Held {
+    Res(Resource),
+    Child(Child, Resource),
+}
+
+/// Owns what a driver created, in order, and removes it newest first: children
+/// are stopped (SIGTERM, then SIGKILL) and reaped, other resources removed, and
+/// each is marked released in the ledger. Drivers build their [`Teardown`] on it.
+pub struct Guard {
+    ledger: Arc<Ledger>,
+    held: Vec<Held>,
+    grace: Duration,
+}
+
+impl Guard {
+    /// An empty guard writing to `ledger`.
+    pub fn new(ledger: Arc<Ledger>) -> Guard {
+        Guard {
+            ledger,
+            held: Vec::new(),
+            grace: Duration::from_secs(2),
+        }
+    }
+
+    /// How long a child gets between SIGTERM and SIGKILL.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// Record `res` in the ledger, then run `create`; on success the guard owns it.
+    pub fn create<T>(
+        &mut self,
+        res: Resource,
+        create: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.ledger.record(&res)?;
+        // Owned even if `create` fails half-way: teardown removes what exists.
+        self.held.push(Held::Res(res));
+        create()
+    }
+
+    /// Take ownership of a spawned child (recorded in the ledger at once).
+    pub fn adopt(&mut self, child: Child) -> anyhow::Result<()> {
+        let res = self.ledger.record_process(child.id())?;
+        self.held.push(Held::Child(child, res));
+        Ok(())
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+}
+
+impl Teardown for Guard {
+    fn teardown(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        while let Some(h) = self.held.pop() {
+            let r = match h {
+                Held::Child(mut c, res) => {
+                    crate::sys::stop_child(&mut c, self.grace);
+                    self.ledger.release(&res)
+                }
+                Held::Res(res) => self.ledger.remove(&res),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
 }

@@ -2,11 +2,12 @@
 //! is normalized against.
 
 use std::fs::File;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-use super::{Driver, Instance, StartEnv, Teardown};
+use super::ledger::Resource;
+use super::{Driver, Guard, Instance, StartEnv};
 
 /// The native driver.
 pub struct Native;
@@ -21,8 +22,17 @@ impl Driver for Native {
     }
 
     fn start(&self, env: &StartEnv) -> anyhow::Result<Instance> {
-        std::fs::create_dir_all(&env.scratch)
-            .with_context(|| format!("creating scratch directory {}", env.scratch.display()))?;
+        let mut guard = Guard::new(env.ledger.clone());
+        guard.create(
+            Resource::Dir {
+                path: env.scratch.clone(),
+            },
+            || {
+                std::fs::create_dir_all(&env.scratch).with_context(|| {
+                    format!("creating scratch directory {}", env.scratch.display())
+                })
+            },
+        )?;
         let log = File::create(&env.log)
             .with_context(|| format!("creating agent log {}", env.log.display()))?;
         let mut cmd = Command::new(env.exe);
@@ -38,40 +48,12 @@ impl Driver for Native {
             .with_context(|| format!("starting agent {}", env.exe.display()))?;
         let to_agent = child.stdin.take().context("agent stdin")?;
         let from_agent = child.stdout.take().context("agent stdout")?;
+        guard.adopt(child)?;
         Ok(Instance {
             to_agent: Box::new(to_agent),
             from_agent: Box::new(from_agent),
             peer: env.peer.map(|p| p.to_string()),
-            teardown: Box::new(ChildGuard {
-                child: Some(child),
-                scratch: env.scratch.clone(),
-            }),
+            teardown: Box::new(guard),
         })
-    }
-}
-
-/// Kills and reaps a child agent and removes its scratch directory.
-pub struct ChildGuard {
-    child: Option<Child>,
-    scratch: std::path::PathBuf,
-}
-
-impl Teardown for ChildGuard {
-    fn teardown(&mut self) -> anyhow::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            crate::sys::stop_child(&mut c, std::time::Duration::from_secs(2));
-        }
-        match std::fs::remove_dir_all(&self.scratch) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", self.scratch.display()))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.teardown();
     }
 }
