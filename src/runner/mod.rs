@@ -5,7 +5,6 @@
 //! of the machine spreads over every workload and every target alike.
 
 pub mod conn;
-pub mod peer;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -171,14 +170,18 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         .iter()
         .any(|w| workloads::find(w).is_some_and(|w| w.needs_peer));
     let peer = if needs_peer {
-        Some(peer::PeerProcess::start(
+        Some(targets::peer::PeerProcess::start(
             &exe,
             "127.0.0.1:0",
             &dir.path().join("peer.log"),
+            None,
         )?)
     } else {
         None
     };
+    if let Some(p) = &peer {
+        ledger.record_process(p.pid())?;
+    }
 
     let mut live: Vec<Live> = target_names
         .iter()
@@ -193,7 +196,8 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         .collect();
     let dir_path = dir.path().to_path_buf();
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let env_for = |name: &str| StartEnv {
+    let env_for = |name: &str, index: usize| StartEnv {
+        index: (index + 1).min(250) as u8,
         ledger: ledger.clone(),
         tag: format!("{}{}", &run_id[run_id.len() - 4..], short_tag(name)),
         cpus: host_cpus,
@@ -232,7 +236,7 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
                     continue;
                 }
                 if t.conn.is_none() {
-                    match start_target(t, &env_for(&t.name), &interrupted) {
+                    match start_target(t, &env_for(&t.name, ti), &interrupted) {
                         Ok((fp, startup)) => {
                             let tr = &mut record.targets[ti];
                             tr.startup_s = Some(startup);

@@ -13,6 +13,9 @@ use ledger::{Ledger, Resource};
 
 pub mod ledger;
 mod native;
+pub mod netns;
+pub mod peer;
+pub mod rootfs;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,8 @@ pub struct StartEnv<'a> {
     pub peer: Option<SocketAddr>,
     /// Where every resource the driver creates is recorded first.
     pub ledger: Arc<Ledger>,
+    /// Index of this instance in the run (1..=250), for distinct addresses.
+    pub index: u8,
     /// Unique short tag of this instance, for naming namespaces, links, cgroups.
     pub tag: String,
     /// CPUs the target gets (default: every host CPU).
@@ -102,6 +107,7 @@ pub fn available_targets() -> Vec<String> {
 enum Held {
     Res(Resource),
     Child(Child, Resource),
+    Value(Box<dyn Send>),
 }
 
 /// Owns what a driver created, in order, and removes it newest first: children
@@ -147,6 +153,12 @@ impl Guard {
         Ok(())
     }
 
+    /// Keep a value (a peer process, a temp file) alive until teardown, when it is
+    /// dropped in order with the rest.
+    pub fn hold(&mut self, value: impl Send + 'static) {
+        self.held.push(Held::Value(Box::new(value)));
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
@@ -163,6 +175,10 @@ impl Teardown for Guard {
                     self.ledger.release(&res)
                 }
                 Held::Res(res) => self.ledger.remove(&res),
+                Held::Value(v) => {
+                    drop(v);
+                    Ok(())
+                }
             };
             if let Err(e) = r {
                 first_err.get_or_insert(e);

@@ -16,8 +16,9 @@ pub struct PeerProcess {
 }
 
 impl PeerProcess {
-    /// Start `exe serve --listen <listen>` and wait for its `listening ADDR` line.
-    pub fn start(exe: &Path, listen: &str, log: &Path) -> Result<PeerProcess> {
+    /// Start `exe serve --listen <listen>` (inside network namespace `netns` when
+    /// given) and wait for its `listening ADDR` line.
+    pub fn start(exe: &Path, listen: &str, log: &Path, netns: Option<&str>) -> Result<PeerProcess> {
         let log = std::fs::File::create(log)
             .with_context(|| format!("creating peer log {}", log.display()))?;
         let mut cmd = Command::new(exe);
@@ -26,6 +27,9 @@ impl PeerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         crate::sys::die_with_parent(&mut cmd);
+        if let Some(ns) = netns {
+            crate::targets::netns::spawn_in_netns(&mut cmd, ns)?;
+        }
         let mut child = cmd.spawn().context("starting the peer (virtmark serve)")?;
         let out = child.stdout.take().context("peer stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -55,6 +59,13 @@ impl PeerProcess {
                 )
             }
         }
+    }
+}
+
+impl PeerProcess {
+    /// Process id, for the ledger.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

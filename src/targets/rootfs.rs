@@ -1,0 +1,98 @@
+//! Everything the agent needs to run in an empty root file system: the virtmark
+//! binary, its ELF interpreter and the shared libraries it links (found with
+//! `ldd`). OCI bundles, LXC containers and initramfs images are built from it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Files the agent binary `exe` needs at run time, as absolute host paths
+/// (the binary first, then its interpreter and libraries).
+pub fn agent_closure(exe: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(exe)
+        .output()
+        .context("running ldd to find the agent's libraries")?;
+    if !out.status.success() {
+        // A static binary: nothing else needed.
+        if String::from_utf8_lossy(&out.stdout).contains("not a dynamic executable")
+            || String::from_utf8_lossy(&out.stderr).contains("not a dynamic executable")
+        {
+            return Ok(vec![exe.to_path_buf()]);
+        }
+        bail!(
+            "ldd {}: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut files = vec![exe.to_path_buf()];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"; linux-vdso has no file.
+        let path = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(PathBuf::from(p));
+        }
+    }
+    Ok(files)
+}
+
+/// Copy `files` into `root` at the same paths (resolving symlinks to their
+/// targets' content, and recreating /lib64 → usr layouts as plain directories).
+pub fn copy_into(root: &Path, files: &[PathBuf]) -> Result<()> {
+    for f in files {
+        let rel = f.strip_prefix("/").unwrap_or(f);
+        let dst = root.join(rel);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::copy(f, &dst)
+            .with_context(|| format!("copying {} into {}", f.display(), root.display()))?;
+    }
+    Ok(())
+}
+
+/// Build a minimal root file system in `root` holding the agent at `/virtmark`
+/// plus its libraries, and the empty directories a container runtime expects.
+/// Returns the agent's path inside the root (`/virtmark`).
+pub fn build_agent_root(exe: &Path, root: &Path) -> Result<PathBuf> {
+    let files = agent_closure(exe)?;
+    copy_into(root, &files[1..])?;
+    std::fs::copy(exe, root.join("virtmark"))
+        .with_context(|| format!("copying the agent into {}", root.display()))?;
+    for d in ["proc", "sys", "dev", "tmp", "scratch", "etc", "run"] {
+        std::fs::create_dir_all(root.join(d))
+            .with_context(|| format!("creating {}", root.join(d).display()))?;
+    }
+    Ok(PathBuf::from("/virtmark"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_closure_names_libc_and_the_interpreter() {
+        let exe = std::env::current_exe().unwrap();
+        let files = agent_closure(&exe).unwrap();
+        assert_eq!(files[0], exe);
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains("libc.so")),
+            "{files:?}"
+        );
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains("ld-linux")),
+            "{files:?}"
+        );
+    }
+}
