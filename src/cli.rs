@@ -22,6 +22,13 @@ pub struct Cli {
 pub enum Command {
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
+    /// Detect the virtualization this runs under (VM, container, sandbox, nesting),
+    /// with CPU, memory, kernel, clock source and cgroup limits.
+    Detect {
+        /// Print the fingerprint as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run as an agent inside a target: JSON requests on stdin, answers on stdout.
     #[command(hide = true)]
     Agent {
@@ -35,6 +42,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Workloads => cmd_workloads(),
+        Command::Detect { json } => cmd_detect(json),
         Command::Agent { scratch } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);
             let stdin = std::io::stdin().lock();
@@ -42,6 +50,18 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::agent::serve(stdin, stdout, &root).context("agent channel")
         }
     }
+}
+
+fn cmd_detect(json: bool) -> Result<()> {
+    let fp = crate::fingerprint::collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(&fp).context("serializing the fingerprint")?;
+        writeln!(out, "{text}")?;
+    } else {
+        write!(out, "{}", fp.summary())?;
+    }
+    Ok(())
 }
 
 fn cmd_workloads() -> Result<()> {
