@@ -248,22 +248,35 @@ fn container_name(v: &str) -> String {
     }
 }
 
+/// How much one piece of container evidence proves on its own.
+#[derive(Clone, Copy, PartialEq)]
+enum Proof {
+    /// Set up by the runtime for this container (environment, cgroup path,
+    /// `/run/.containerenv`): enough alone.
+    Runtime,
+    /// A cgroup name that a process outside a container may also carry
+    /// (virtmark's own): certain only with a private pid namespace.
+    WithNamespaces,
+    /// A file in the root filesystem that may have come with the image
+    /// (`/.dockerenv` in a VM built from a Docker image): certain only with the
+    /// runtime's masked paths.
+    WithOciMasks,
+}
+
 /// Container layers (shared kernel, namespaces), in the order found.
 fn containers(p: &Probe, gvisor: bool) -> Vec<Layer> {
-    // (technology, evidence, whether the evidence is set up per container at run
-    // time rather than a file that may have come with the image).
-    let mut found: Vec<(String, String, bool)> = Vec::new();
+    let mut found: Vec<(String, String, Proof)> = Vec::new();
     if let Some(v) = p.pid1_container.as_deref().filter(|v| !v.is_empty()) {
         found.push((
             container_name(v),
             format!("container={v} in /proc/1/environ"),
-            true,
+            Proof::Runtime,
         ));
     } else if let Some(v) = p.own_container.as_deref().filter(|v| !v.is_empty()) {
         found.push((
             container_name(v),
             format!("container={v} in this process's environment"),
-            true,
+            Proof::Runtime,
         ));
     }
     for (file, v) in [
@@ -271,86 +284,95 @@ fn containers(p: &Probe, gvisor: bool) -> Vec<Layer> {
         ("/run/host/container-manager", &p.container_manager),
     ] {
         if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            found.push((container_name(v), format!("{file} says \"{v}\""), true));
+            found.push((
+                container_name(v),
+                format!("{file} says \"{v}\""),
+                Proof::Runtime,
+            ));
         }
     }
     if p.dockerenv {
-        found.push(("docker".into(), "/.dockerenv exists".into(), false));
+        found.push((
+            "docker".into(),
+            "/.dockerenv exists".into(),
+            Proof::WithOciMasks,
+        ));
     }
     if p.dockerinit {
-        found.push(("docker".into(), "/.dockerinit exists".into(), false));
+        found.push((
+            "docker".into(),
+            "/.dockerinit exists".into(),
+            Proof::WithOciMasks,
+        ));
     }
     if p.containerenv {
-        found.push(("podman".into(), "/run/.containerenv exists".into(), true));
+        found.push((
+            "podman".into(),
+            "/run/.containerenv exists".into(),
+            Proof::Runtime,
+        ));
     }
     if p.dev_lxc {
-        found.push(("lxc".into(), "/dev/.lxc exists".into(), true));
+        found.push(("lxc".into(), "/dev/.lxc exists".into(), Proof::Runtime));
     }
     if p.openvz {
-        found.push(("openvz".into(), "/proc/vz without /proc/bc".into(), true));
+        found.push((
+            "openvz".into(),
+            "/proc/vz without /proc/bc".into(),
+            Proof::Runtime,
+        ));
     }
     if let Some(id) = p.vxid.filter(|&id| id != 0) {
         found.push((
             "linux_vserver".into(),
             format!("VxID {id} in /proc/self/status"),
-            true,
+            Proof::Runtime,
         ));
     }
     for l in &p.cgroups {
         let path = &l.path;
         let tech = if path.contains("/docker/") || path.contains("/docker-") {
-            Some(("docker", true))
+            Some(("docker", Proof::Runtime))
         } else if path.contains("/libpod-") || path.contains("/libpod_parent") {
-            Some(("podman", true))
+            Some(("podman", Proof::Runtime))
         } else if path.contains("/lxc/") || path.contains("/lxc.payload") {
-            Some(("lxc", true))
+            Some(("lxc", Proof::Runtime))
         } else if path.contains("kubepods") {
-            Some(("kubernetes", true))
+            Some(("kubernetes", Proof::Runtime))
         } else if path.contains("virtmark") {
-            // virtmark's own ns container; a host-side virtmark may sit in such a
-            // cgroup too, so only namespaces make this certain.
-            Some(("virtmark-ns", false))
+            Some(("virtmark-ns", Proof::WithNamespaces))
         } else {
             None
         };
-        if let Some((tech, runtime)) = tech {
-            if !found
-                .iter()
-                .any(|(t, e, _)| t == tech && e.contains(path.as_str()))
-            {
-                found.push((tech.into(), format!("cgroup path {path}"), runtime));
+        if let Some((tech, proof)) = tech {
+            let ev = format!("cgroup path {path}");
+            if !found.iter().any(|(t, e, _)| t == tech && *e == ev) {
+                found.push((tech.into(), ev, proof));
             }
         }
     }
 
     // Generic signs: an OCI runtime's masked paths, a private pid namespace.
-    let mut generic: Vec<String> = Vec::new();
-    if let Some(m) = p
+    let oci = p
         .mounts
         .iter()
         .find(|m| ["/proc/kcore", "/proc/keys", "/proc/timer_list"].contains(&m.point.as_str()))
-    {
-        generic.push(format!("{} masked by a mount (OCI runtime)", m.point));
-    }
+        .map(|m| format!("{} masked by a mount (OCI runtime)", m.point));
     let pid_initial = p.pid_ns_initial();
-    if pid_initial == Some(false) && !gvisor {
-        generic.push("pid namespace is not the kernel's initial one".into());
-    }
-    if found.is_empty() && !generic.is_empty() && !gvisor {
-        let tech = if generic[0].contains("OCI") {
-            "oci"
-        } else {
-            "namespaces"
-        };
-        found.push((tech.into(), generic.remove(0), true));
-    }
+    let private_pid = (pid_initial == Some(false) && !gvisor)
+        .then(|| "pid namespace is not the kernel's initial one".to_string());
 
     let mut layers: Vec<Layer> = Vec::new();
-    for (tech, ev, runtime) in found {
+    for (tech, ev, proof) in found {
+        let strong = match proof {
+            Proof::Runtime => true,
+            Proof::WithNamespaces => private_pid.is_some(),
+            Proof::WithOciMasks => oci.is_some(),
+        };
         match layers.iter_mut().find(|l| l.technology == tech) {
             Some(l) => {
                 l.evidence.push(ev);
-                if runtime {
+                if strong {
                     l.confidence = Confidence::Strong;
                 }
             }
@@ -358,7 +380,7 @@ fn containers(p: &Probe, gvisor: bool) -> Vec<Layer> {
                 kind: Kind::Container,
                 technology: tech,
                 product: String::new(),
-                confidence: if runtime {
+                confidence: if strong {
                     Confidence::Strong
                 } else {
                     Confidence::Weak
@@ -367,28 +389,36 @@ fn containers(p: &Probe, gvisor: bool) -> Vec<Layer> {
             }),
         }
     }
+    let generic: Vec<String> = oci.iter().chain(&private_pid).cloned().collect();
+    let any_strong = layers.iter().any(|l| l.confidence == Confidence::Strong);
     for l in &mut layers {
-        l.evidence.extend(generic.iter().cloned());
-        if l.confidence == Confidence::Weak {
-            if pid_initial == Some(false) && !gvisor {
-                l.confidence = Confidence::Strong;
-            } else if gvisor {
-                l.evidence
-                    .push("marker file only; namespaces cannot be checked under gVisor".into());
-            } else if pid_initial == Some(true) {
-                let initial: Vec<&str> = p
-                    .namespaces
-                    .iter()
-                    .filter(|n| n.initial == Some(true))
-                    .map(|n| n.kind.as_str())
-                    .collect();
-                l.evidence.push(format!(
-                    "but this process is in this kernel's initial {} namespaces: the marker \
-                     likely came with the image the root filesystem was built from",
-                    initial.join(", ")
-                ));
-            }
+        if l.confidence == Confidence::Strong {
+            l.evidence.extend(generic.iter().cloned());
+        } else if gvisor {
+            l.evidence
+                .push("marker only; namespaces cannot be checked under gVisor".into());
+        } else if pid_initial == Some(true) {
+            let initial: Vec<&str> = p
+                .namespaces
+                .iter()
+                .filter(|n| n.initial == Some(true))
+                .map(|n| n.kind.as_str())
+                .collect();
+            l.evidence.push(format!(
+                "but this process is in this kernel's initial {} namespaces: the marker \
+                 likely came with the image the root filesystem was built from",
+                initial.join(", ")
+            ));
+        } else {
+            l.evidence.push(
+                "marker only, with no sign of this runtime's set-up (masked paths, cgroup)".into(),
+            );
         }
+    }
+    // Isolation seen but no runtime named for it: say what it is.
+    if !any_strong && !generic.is_empty() {
+        let tech = if oci.is_some() { "oci" } else { "namespaces" };
+        layers.push(layer(Kind::Container, tech, String::new(), generic));
     }
     layers
 }
@@ -551,6 +581,19 @@ mod tests {
         assert_eq!(techs(&l), ["kvm", "docker"]);
         assert_eq!(l[1].confidence, Confidence::Weak);
         assert!(l[1].evidence.iter().any(|e| e.contains("initial")));
+    }
+
+    #[test]
+    fn stale_dockerenv_in_a_private_pid_namespace_is_not_docker() {
+        // `unshare --pid --fork --mount-proc` on this host: new namespaces, same
+        // root filesystem with its leftover /.dockerenv, no OCI masked paths.
+        let mut p = kvm_probe();
+        p.dockerenv = true;
+        p.namespaces = vec![ns("pid", Some(false))];
+        let l = layers(&p);
+        assert_eq!(techs(&l), ["kvm", "docker", "namespaces"]);
+        assert_eq!(l[1].confidence, Confidence::Weak);
+        assert_eq!(l[2].confidence, Confidence::Strong);
     }
 
     #[test]
