@@ -33,6 +33,13 @@ pub enum Command {
         #[arg(long)]
         print_default: bool,
     },
+    /// Detect the virtualization this runs under (VM, container, sandbox, nesting),
+    /// with the evidence for each layer.
+    Detect {
+        /// Print the whole fingerprint as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the runs stored in the results database, newest first.
     History {
         /// Results database (default: $VIRTMARK_DB or the user's data directory).
@@ -118,6 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::History { db, limit } => cmd_history(db, limit),
         Command::Cleanup { force } => cmd_cleanup(force),
+        Command::Detect { json } => cmd_detect(json),
         Command::Agent { scratch } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);
             let stdin = std::io::stdin().lock();
@@ -195,6 +203,18 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         done.dir.join("results.json").display()
     )?;
     writeln!(out, "  database:      {}", opts.db.display())?;
+    Ok(())
+}
+
+fn cmd_detect(json: bool) -> Result<()> {
+    let fp = crate::fingerprint::collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(&fp).context("serializing the fingerprint")?;
+        writeln!(out, "{text}")?;
+    } else {
+        write!(out, "{}", fp.summary())?;
+    }
     Ok(())
 }
 
