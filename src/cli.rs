@@ -27,6 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
+    /// List every target driver: available here or not, and exactly why not.
+    Targets,
     /// Print the default plan (TOML), to edit and pass to `run --plan`.
     Plan {
         /// Print the default plan.
@@ -114,6 +116,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Workloads => cmd_workloads(),
+        Command::Targets => cmd_targets(),
         Command::Plan { print_default } => {
             if !print_default {
                 return Err(user(
@@ -280,6 +283,26 @@ fn cmd_history(db: Option<PathBuf>, limit: usize) -> Result<()> {
         ]);
     }
     writeln!(out, "{table}")?;
+    Ok(())
+}
+
+fn cmd_targets() -> Result<()> {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec!["target", "class", "available here"]);
+    for name in crate::targets::KNOWN {
+        let kind = crate::targets::parse(name).map_err(anyhow::Error::msg)?;
+        let d = crate::targets::driver(&kind);
+        table.add_row(vec![
+            name.to_string(),
+            crate::targets::class_of(&kind).to_string(),
+            match d.available() {
+                Ok(()) => "yes".to_string(),
+                Err(why) => format!("no: {why}"),
+            },
+        ]);
+    }
+    writeln!(std::io::stdout().lock(), "{table}")?;
     Ok(())
 }
 

@@ -38,6 +38,13 @@ pub fn parse(name: &str) -> Result<TargetKind, String> {
     }
 }
 
+/// The technology class of a target, in the seed taxonomy (White & Pilbeam).
+pub fn class_of(kind: &TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Native => "none (baseline)",
+    }
+}
+
 /// What a driver needs to start an instance.
 pub struct StartEnv<'a> {
     /// The virtmark binary to run as the agent.
