@@ -39,6 +39,15 @@ pub enum Request {
         /// Peer address (`host:port`) for network workloads.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peer: Option<String>,
+        /// Wait at a barrier: answer `ready`, then start only on `go` with this id
+        /// (instances of the scalability and isolation steps start together).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        barrier: bool,
+    },
+    /// Release a `run_workload` waiting at its barrier.
+    Go {
+        /// Id of the waiting request.
+        id: u64,
     },
     /// Finish: the agent answers `bye` and exits.
     Shutdown,
@@ -61,6 +70,11 @@ pub enum Response {
     Fingerprint {
         /// What the environment looks like from inside.
         fingerprint: Box<Fingerprint>,
+    },
+    /// A `run_workload` with `barrier` is ready and waits for `go`.
+    Ready {
+        /// Request id.
+        id: u64,
     },
     /// A workload is under way.
     Progress {
@@ -217,7 +231,9 @@ mod tests {
                 duration: Some("2s".parse().unwrap()),
                 preset: Preset::Faithful,
                 peer: Some("127.0.0.1:9".into()),
+                barrier: true,
             },
+            Request::Go { id: 7 },
             Request::Shutdown,
         ];
         for r in reqs {

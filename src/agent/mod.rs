@@ -17,7 +17,8 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(2);
 /// Serve requests from `input` until `shutdown` or end of input. `scratch_root`
 /// is where per-workload scratch directories are made.
 pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> io::Result<()> {
-    for line in input.lines() {
+    let mut lines = input.lines();
+    while let Some(line) = lines.next() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
@@ -62,7 +63,11 @@ pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> i
                 duration,
                 preset,
                 peer,
+                barrier,
             } => {
+                if barrier && !wait_at_barrier(&mut lines, &mut out, id)? {
+                    return Ok(());
+                }
                 let answer = run_workload(
                     &mut out,
                     scratch_root,
@@ -75,6 +80,14 @@ pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> i
                 )?;
                 protocol::send(&mut out, &answer)?;
             }
+            Request::Go { id } => protocol::send(
+                &mut out,
+                &Response::Error {
+                    id: Some(id),
+                    kind: "bad_request".into(),
+                    message: format!("go {id}: no workload waits at a barrier"),
+                },
+            )?,
             Request::Shutdown => {
                 protocol::send(&mut out, &Response::Bye)?;
                 return Ok(());
@@ -82,6 +95,34 @@ pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> i
         }
     }
     Ok(())
+}
+
+/// Answer `ready` and block until `go` for `id`. Other requests meanwhile get an
+/// error; `shutdown` (or end of input) ends the agent: returns `false`.
+fn wait_at_barrier(
+    lines: &mut impl Iterator<Item = io::Result<String>>,
+    out: &mut impl Write,
+    id: u64,
+) -> io::Result<bool> {
+    protocol::send(out, &Response::Ready { id })?;
+    for line in lines {
+        match protocol::decode::<Request>(&line?) {
+            Ok(Request::Go { id: g }) if g == id => return Ok(true),
+            Ok(Request::Shutdown) => {
+                protocol::send(out, &Response::Bye)?;
+                return Ok(false);
+            }
+            Ok(_) | Err(_) => protocol::send(
+                out,
+                &Response::Error {
+                    id: None,
+                    kind: "busy".into(),
+                    message: format!("waiting at the barrier of request {id} for go"),
+                },
+            )?,
+        }
+    }
+    Ok(false)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -226,5 +267,14 @@ mod tests {
             _ => unreachable!(),
         }
         assert_eq!(a.last(), Some(&Response::Bye), "nothing after shutdown");
+    }
+
+    #[test]
+    fn a_barrier_holds_the_workload_until_go() {
+        let input = "{\"v\":1,\"type\":\"run_workload\",\"id\":5,\"workload\":\"dd-zero\",\"duration\":\"50ms\",\"barrier\":true}\n{\"v\":1,\"type\":\"hello\"}\n{\"v\":1,\"type\":\"go\",\"id\":5}\n";
+        let a = answers(input);
+        assert_eq!(a[0], Response::Ready { id: 5 });
+        assert!(matches!(&a[1], Response::Error { kind, .. } if kind == "busy"));
+        assert!(matches!(&a[2], Response::Sample { id: 5, .. }), "{:?}", a[2]);
     }
 }

@@ -160,6 +160,7 @@ mod tests {
                     duration: Some("100ms".parse().unwrap()),
                     preset: Default::default(),
                     peer: None,
+                    barrier: false,
                 },
                 Duration::from_secs(10),
                 &stop,

@@ -264,6 +264,7 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
                     duration: plan.run.duration,
                     preset: plan.run.preset,
                     peer: t.instance.as_ref().and_then(|i| i.peer.clone()),
+                    barrier: false,
                 };
                 let conn = t.conn.as_mut().expect("started above");
                 let answer = conn.request(&req, deadline, &interrupted, |f, m| {
