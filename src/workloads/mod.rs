@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{ByteSize, Dur};
 
+mod compress;
 mod dd;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
@@ -257,7 +258,7 @@ pub fn always() -> Result<(), String> {
 }
 
 /// The whole built-in suite, in catalog order.
-pub static ALL: &[&Workload] = &[&dd::DD_ZERO];
+pub static ALL: &[&Workload] = &[&dd::DD_ZERO, &compress::COMPRESS];
 
 /// Look a workload up by name.
 pub fn find(name: &str) -> Option<&'static Workload> {
