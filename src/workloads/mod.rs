@@ -17,6 +17,7 @@ use crate::units::{ByteSize, Dur};
 
 mod compress;
 mod dd;
+mod oltp;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,7 +259,7 @@ pub fn always() -> Result<(), String> {
 }
 
 /// The whole built-in suite, in catalog order.
-pub static ALL: &[&Workload] = &[&dd::DD_ZERO, &compress::COMPRESS];
+pub static ALL: &[&Workload] = &[&dd::DD_ZERO, &compress::COMPRESS, &oltp::OLTP];
 
 /// Look a workload up by name.
 pub fn find(name: &str) -> Option<&'static Workload> {
