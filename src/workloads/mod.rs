@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{ByteSize, Dur};
 
+mod build;
 mod compress;
 mod dd;
 mod oltp;
@@ -259,7 +260,12 @@ pub fn always() -> Result<(), String> {
 }
 
 /// The whole built-in suite, in catalog order.
-pub static ALL: &[&Workload] = &[&dd::DD_ZERO, &compress::COMPRESS, &oltp::OLTP];
+pub static ALL: &[&Workload] = &[
+    &dd::DD_ZERO,
+    &compress::COMPRESS,
+    &oltp::OLTP,
+    &build::BUILD,
+];
 
 /// Look a workload up by name.
 pub fn find(name: &str) -> Option<&'static Workload> {
