@@ -671,6 +671,23 @@ mod tests {
         assert_eq!(back, data);
     }
 
+    /// Writes the corpus to `$VIRTMARK_DUMP_CORPUS` (size `$VIRTMARK_DUMP_SIZE` bytes,
+    /// default the quick size) so `scripts/bench-peers.d/compress.sh` can time the
+    /// `bzip2` tool on exactly the bytes the workload compresses.
+    #[test]
+    #[ignore = "run by scripts/bench-peers.d/compress.sh"]
+    fn dump_corpus() {
+        let Some(path) = std::env::var_os("VIRTMARK_DUMP_CORPUS") else {
+            eprintln!("VIRTMARK_DUMP_CORPUS is not set: nothing to write");
+            return;
+        };
+        let size = std::env::var("VIRTMARK_DUMP_SIZE")
+            .ok()
+            .map(|s| s.parse().expect("VIRTMARK_DUMP_SIZE: a number of bytes"))
+            .unwrap_or(QUICK_SIZE as usize);
+        std::fs::write(path, corpus::generate(size, SEED)).expect("writing the corpus");
+    }
+
     #[test]
     fn compress_runs_briefly() {
         let params = Params {
