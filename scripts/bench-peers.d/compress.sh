@@ -23,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 
 # The exact corpus the workload generates (quick size), via an ignored unit test.
 echo "# writing the corpus (debug test build)"
-VIRTMARK_DUMP_CORPUS="$work/corpus" cargo test --quiet --lib compress::tests::dump_corpus \
+VIRTMARK_DUMP_CORPUS="$work/corpus" cargo test --quiet --lib workloads::compress::tests::dump_corpus \
     -- --ignored --exact >/dev/null 2>&1
 size=$(stat -c %s "$work/corpus")
 echo "# corpus: $size bytes"

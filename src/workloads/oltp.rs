@@ -244,7 +244,7 @@ fn worker(
             return Err(e);
         }
     };
-    let mut st = Statements::new(&conn)?;
+    let mut st = Statements::new(&conn).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
     let mut rng = fastrand::Rng::with_seed(0x01d7_2008_u64.wrapping_add(u64::from(thread)));
     let mut c_value = String::with_capacity(120);
     let mut latencies_ms = Vec::with_capacity(cfg.transactions.map_or(1 << 16, |n| n as usize));
