@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{ByteSize, Dur};
 
+mod build;
+mod compress;
 mod dd;
+mod oltp;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,7 +260,12 @@ pub fn always() -> Result<(), String> {
 }
 
 /// The whole built-in suite, in catalog order.
-pub static ALL: &[&Workload] = &[&dd::DD_ZERO];
+pub static ALL: &[&Workload] = &[
+    &dd::DD_ZERO,
+    &compress::COMPRESS,
+    &oltp::OLTP,
+    &build::BUILD,
+];
 
 /// Look a workload up by name.
 pub fn find(name: &str) -> Option<&'static Workload> {
