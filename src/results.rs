@@ -69,9 +69,48 @@ pub struct TargetRecord {
     pub startup_s: Option<f64>,
 }
 
+/// Which step of the method a sample belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Single instance, normalized to native.
+    #[default]
+    Overhead,
+    /// n instances at once.
+    Scale,
+    /// k instances, one misbehaving.
+    Isolation,
+}
+
+impl Step {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Overhead => "overhead",
+            Step::Scale => "scale",
+            Step::Isolation => "isolation",
+        }
+    }
+    fn is_overhead(&self) -> bool {
+        *self == Step::Overhead
+    }
+}
+
 /// One raw measurement: one execution of one workload in one target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SampleRecord {
+    /// The step it belongs to (absent = overhead).
+    #[serde(default, skip_serializing_if = "Step::is_overhead")]
+    pub step: Step,
+    /// Scalability/isolation: how many instances ran together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Scalability/isolation: which instance (from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    /// Isolation: the stressor running in instance 0 (`none` for the baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stressor: Option<String>,
     /// Target name.
     pub target: String,
     /// Workload name.
@@ -92,8 +131,20 @@ pub struct SampleRecord {
 }
 
 /// A (target, workload, repetition) that produced no result (DNR).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FailureRecord {
+    /// The step it belongs to (absent = overhead).
+    #[serde(default, skip_serializing_if = "Step::is_overhead")]
+    pub step: Step,
+    /// Scalability/isolation: how many instances ran together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Scalability/isolation: which instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    /// Isolation: the stressor running in instance 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stressor: Option<String>,
     /// Target name.
     pub target: String,
     /// Workload name.
@@ -181,8 +232,123 @@ pub struct RunRecord {
     pub samples: Vec<SampleRecord>,
     /// Every DNR.
     pub failures: Vec<FailureRecord>,
-    /// Statistics per (target, workload, metric), derived from `samples`.
+    /// Statistics per (target, workload, metric), derived from the overhead
+    /// step's `samples`.
     pub results: Vec<ResultEntry>,
+    /// The scalability step, when the run has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale: Vec<ScaleEntry>,
+    /// The isolation step, when the run has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolation: Vec<IsolationEntry>,
+}
+
+/// Three figures across instances.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Mean.
+    pub mean: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// An instance that returned no result, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dnr {
+    /// Instance index.
+    pub instance: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// Scalability at one n for one target (Camargos et al.'s figure: aggregate =
+/// mean per instance × n, and per-instance throughput).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleEntry {
+    /// Target.
+    pub target: String,
+    /// Workload.
+    pub workload: String,
+    /// Headline metric of the workload.
+    pub metric: String,
+    /// Throughput unit (the metric's unit, or `1/s` for a time metric).
+    pub unit: String,
+    /// Instances started together.
+    pub instances: u32,
+    /// Memory each instance got, bytes.
+    pub memory_per_instance: u64,
+    /// Whether each instance was pinned to one CPU.
+    pub pinned: bool,
+    /// Per-instance throughput (each instance's median over kept repetitions):
+    /// mean, min, max over instances that returned a result.
+    pub per_instance: Option<Spread>,
+    /// Aggregate throughput.
+    pub aggregate: Option<Aggregate>,
+    /// Jain's fairness index over instances (1 = perfectly even).
+    pub fairness: Option<f64>,
+    /// Whether this n is past the knee (the aggregate grew by less than 5% from the
+    /// previous n, and at every n after).
+    pub past_knee: bool,
+    /// Largest gap between instances' release from the barrier, ms, as the
+    /// instances' clocks saw it (meaningful where they share the host's clock).
+    pub barrier_spread_ms: Option<f64>,
+    /// Instances with no result.
+    pub dnr: Vec<Dnr>,
+}
+
+/// Aggregate throughput of n instances.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// Mean per instance × n, as the studies computed it.
+    pub mean_times_n: f64,
+    /// Plain sum over instances that returned a result.
+    pub sum: f64,
+}
+
+/// Degradation of the good-response rate, in percent, or DNR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Degradation {
+    /// Percent lost against the baseline (negative: got better).
+    Percent(f64),
+    /// Did not return a result.
+    Dnr {
+        /// Why.
+        dnr: String,
+    },
+}
+
+/// Both degradations of one stressor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DegradationPair {
+    /// The instance running the stressor.
+    pub misbehaving: Degradation,
+    /// Mean over the well-behaved instances.
+    pub well_behaved: Degradation,
+}
+
+/// Isolation under one stressor in one target (Xu et al.; Matthews et al.).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationEntry {
+    /// Target.
+    pub target: String,
+    /// Stressor run by instance 0.
+    pub stressor: String,
+    /// Instances (one misbehaving).
+    pub instances: u32,
+    /// % degradation of the good-response rate against the all-well-behaved baseline.
+    pub degradation: DegradationPair,
+    /// Good responses per second in the baseline: misbehaving-to-be, well-behaved mean.
+    pub baseline_rate: [Option<f64>; 2],
+    /// Good responses per second under stress: misbehaving, well-behaved mean.
+    pub stressed_rate: [Option<f64>; 2],
+    /// 99th-percentile latency of the well-behaved instances under stress, µs (mean of
+    /// their p99s), and in the baseline.
+    pub well_behaved_p99_us: [Option<f64>; 2],
+    /// What the stressor did (its own report) or why it was refused.
+    pub stressor_notes: Vec<String>,
 }
 
 /// The target every other is normalized against.
@@ -202,7 +368,7 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
     }
     let mut order: Vec<Key> = Vec::new();
     let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
-    for s in samples {
+    for s in samples.iter().filter(|s| s.step == Step::Overhead) {
         for (i, m) in s.metrics.iter().enumerate() {
             let key = (s.target.clone(), s.workload.clone(), m.name.clone());
             let a = acc.entry(key.clone()).or_insert_with(|| {
@@ -284,7 +450,7 @@ mod tests {
                 Metric::higher("throughput", "MB/s", v),
                 Metric::lower("time", "s", 1.0 / v),
             ],
-            notes: vec![],
+            ..Default::default()
         }
     }
 

@@ -275,6 +275,10 @@ mod tests {
         let a = answers(input);
         assert_eq!(a[0], Response::Ready { id: 5 });
         assert!(matches!(&a[1], Response::Error { kind, .. } if kind == "busy"));
-        assert!(matches!(&a[2], Response::Sample { id: 5, .. }), "{:?}", a[2]);
+        assert!(
+            matches!(&a[2], Response::Sample { id: 5, .. }),
+            "{:?}",
+            a[2]
+        );
     }
 }

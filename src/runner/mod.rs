@@ -156,6 +156,8 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         samples: vec![],
         failures: vec![],
         results: vec![],
+        scale: vec![],
+        isolation: vec![],
     };
     db.insert_run(&record, dir.path())?;
     eprintln!(
@@ -230,6 +232,7 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
                     rep,
                     kind: kind.into(),
                     message,
+                    ..Default::default()
                 };
                 if let Some(why) = t.dead.clone().or_else(|| skip.get(&key).cloned()) {
                     progress.finish_item(&format!("{} {wname}: skipped ({why})", t.name));
@@ -286,6 +289,7 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
                             elapsed_s,
                             metrics,
                             notes,
+                            ..Default::default()
                         };
                         db.insert_sample(&run_id, &s)?;
                         dir.append_sample(&run_id, &s)?;

@@ -46,7 +46,11 @@ CREATE TABLE IF NOT EXISTS samples (
     discarded INTEGER NOT NULL,
     at TEXT NOT NULL,
     elapsed_s REAL NOT NULL,
-    notes_json TEXT NOT NULL
+    notes_json TEXT NOT NULL,
+    step TEXT NOT NULL DEFAULT 'overhead',
+    instances INTEGER,
+    instance INTEGER,
+    stressor TEXT
 );
 CREATE TABLE IF NOT EXISTS sample_metrics (
     sample_id INTEGER NOT NULL REFERENCES samples(id),
@@ -63,7 +67,11 @@ CREATE TABLE IF NOT EXISTS failures (
     workload TEXT NOT NULL,
     rep INTEGER NOT NULL,
     kind TEXT NOT NULL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    step TEXT NOT NULL DEFAULT 'overhead',
+    instances INTEGER,
+    instance INTEGER,
+    stressor TEXT
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
 ";
@@ -265,7 +273,7 @@ impl Db {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
         tx.execute(
-            "INSERT INTO samples (run_id, target, workload, rep, discarded, at, elapsed_s, notes_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO samples (run_id, target, workload, rep, discarded, at, elapsed_s, notes_json, step, instances, instance, stressor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 run_id,
                 s.target,
@@ -274,7 +282,11 @@ impl Db {
                 s.discarded,
                 s.at,
                 s.elapsed_s,
-                serde_json::to_string(&s.notes)?
+                serde_json::to_string(&s.notes)?,
+                s.step.as_str(),
+                s.instances,
+                s.instance,
+                s.stressor,
             ],
         )
         .map_err(|e| db_error(&path, e))?;
@@ -294,8 +306,8 @@ impl Db {
     pub fn insert_failure(&self, run_id: &str, f: &FailureRecord) -> Result<()> {
         self.conn
             .execute(
-                "INSERT INTO failures (run_id, target, workload, rep, kind, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run_id, f.target, f.workload, f.rep, f.kind, f.message],
+                "INSERT INTO failures (run_id, target, workload, rep, kind, message, step, instances, instance, stressor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![run_id, f.target, f.workload, f.rep, f.kind, f.message, f.step.as_str(), f.instances, f.instance, f.stressor],
             )
             .map_err(|e| db_error(&self.path, e))?;
         Ok(())
@@ -345,7 +357,7 @@ impl Db {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, target, workload, rep, discarded, at, elapsed_s, notes_json FROM samples WHERE run_id = ?1 ORDER BY id",
+                "SELECT id, target, workload, rep, discarded, at, elapsed_s, notes_json, step, instances, instance, stressor FROM samples WHERE run_id = ?1 ORDER BY id",
             )
             .map_err(|e| db_error(&self.path, e))?;
         let mut ms = self
@@ -367,6 +379,14 @@ impl Db {
                         elapsed_s: r.get(6)?,
                         metrics: vec![],
                         notes: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                        step: match r.get::<_, String>(8)?.as_str() {
+                            "scale" => crate::results::Step::Scale,
+                            "isolation" => crate::results::Step::Isolation,
+                            _ => crate::results::Step::Overhead,
+                        },
+                        instances: r.get(9)?,
+                        instance: r.get(10)?,
+                        stressor: r.get(11)?,
                     },
                 ))
             })

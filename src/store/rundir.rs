@@ -125,7 +125,7 @@ mod tests {
                 Metric::higher("throughput", "MB/s", 10.0),
                 Metric::lower("time", "s", 0.5),
             ],
-            notes: vec![],
+            ..Default::default()
         };
         assert_eq!(
             csv_rows("r1", &s),
