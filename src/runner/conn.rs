@@ -73,13 +73,31 @@ impl AgentConn {
         req: &Request,
         deadline: Duration,
         interrupted: &AtomicBool,
+        on_progress: impl FnMut(f64, &str),
+    ) -> Result<Response, ConnError> {
+        self.send(req)?;
+        self.wait(req, deadline, interrupted, on_progress)
+    }
+
+    /// Send a request without waiting.
+    pub fn send(&mut self, req: &Request) -> Result<(), ConnError> {
+        protocol::send(&mut self.writer, req)?;
+        Ok(())
+    }
+
+    /// Wait for the answer to `req` (sent earlier); `ready` counts as an answer to
+    /// a `run_workload` with a barrier.
+    pub fn wait(
+        &mut self,
+        req: &Request,
+        deadline: Duration,
+        interrupted: &AtomicBool,
         mut on_progress: impl FnMut(f64, &str),
     ) -> Result<Response, ConnError> {
         let want_id = match req {
             Request::RunWorkload { id, .. } => Some(*id),
             _ => None,
         };
-        protocol::send(&mut self.writer, req)?;
         let until = Instant::now() + deadline;
         loop {
             if interrupted.load(Ordering::SeqCst) {
@@ -101,7 +119,7 @@ impl AgentConn {
                 }
                 Ok(msg) => {
                     let id = match &msg {
-                        Response::Sample { id, .. } => Some(*id),
+                        Response::Sample { id, .. } | Response::Ready { id } => Some(*id),
                         Response::Error { id, .. } => *id,
                         _ => None,
                     };

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::results::SampleRecord;
 
-pub(super) struct Progress {
+pub struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
     done: std::cell::Cell<u64>,
@@ -17,7 +17,7 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    pub(super) fn new(total: u64, _duration: Duration, _workloads: &[String]) -> Progress {
+    pub fn new(total: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
@@ -38,7 +38,7 @@ impl Progress {
         }
     }
 
-    pub(super) fn start_item(&self, target: &str, workload: &str, rep: u32, reps: u32) {
+    pub fn start_item(&self, target: &str, workload: &str, rep: u32, reps: u32) {
         let msg = format!("{target} · {workload} · rep {}/{reps}", rep + 1);
         if let Some(b) = &self.bar {
             b.set_message(msg.clone());
@@ -46,7 +46,7 @@ impl Progress {
         *self.current.borrow_mut() = msg;
     }
 
-    pub(super) fn sub(&self, fraction: f64, phase: &str) {
+    pub fn sub(&self, fraction: f64, phase: &str) {
         if let Some(b) = &self.bar {
             b.set_message(format!(
                 "{} · {phase} {:.0}%",
@@ -66,7 +66,7 @@ impl Progress {
         humantime::format_duration(Duration::from_secs(left.round() as u64)).to_string()
     }
 
-    pub(super) fn finish_item(&self, line: &str) {
+    pub fn finish_item(&self, line: &str) {
         self.done.set(self.done.get() + 1);
         match &self.bar {
             Some(b) => b.inc(1),
@@ -80,7 +80,7 @@ impl Progress {
         }
     }
 
-    pub(super) fn warn(&self, msg: &str) {
+    pub fn warn(&self, msg: &str) {
         self.done.set(self.done.get() + 1);
         match &self.bar {
             Some(b) => {
@@ -91,7 +91,7 @@ impl Progress {
         }
     }
 
-    pub(super) fn done(&self) {
+    pub fn done(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
@@ -99,7 +99,7 @@ impl Progress {
 }
 
 /// One short line about a sample: its headline figure.
-pub(super) fn describe(s: &SampleRecord) -> String {
+pub fn describe(s: &SampleRecord) -> String {
     match s.metrics.first() {
         Some(m) => format!(
             "{} {}{}",

@@ -63,6 +63,8 @@ pub struct StartEnv<'a> {
     pub tag: String,
     /// CPUs the target gets (default: every host CPU).
     pub cpus: usize,
+    /// Host CPUs the target is pinned to, when pinned (`scale --pin`).
+    pub cpuset: Option<Vec<usize>>,
     /// Memory the target gets, bytes (default: 2 GiB as the studies gave their guests).
     pub memory: u64,
 }

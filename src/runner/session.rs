@@ -1,0 +1,317 @@
+//! What every step shares: the results database, the run directory, the ledger,
+//! the peer on loopback, and starting / greeting / stopping target instances.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::conn::AgentConn;
+use super::{interrupt_flag, new_run_id, now_rfc3339, Finished, RunOptions};
+use crate::error::user;
+use crate::fingerprint::{self, Fingerprint};
+use crate::plan::Plan;
+use crate::protocol::{Request, Response};
+use crate::results::{
+    derive_results, FailureRecord, Provenance, RunRecord, RunStatus, SampleRecord, TargetRecord,
+    SCHEMA_VERSION,
+};
+use crate::store::db::Db;
+use crate::store::rundir::RunDir;
+use crate::targets::ledger::{Ledger, Resource};
+use crate::targets::peer::PeerProcess;
+use crate::targets::{self, Instance, StartEnv, TargetKind};
+
+/// Check target names and that each is available here; errors exit 2.
+pub fn check_targets(names: &[String]) -> Result<Vec<TargetKind>> {
+    names
+        .iter()
+        .map(|t| {
+            let kind = targets::parse(t).map_err(user)?;
+            targets::driver(&kind)
+                .available()
+                .map_err(|why| user(format!("target {t} is not available here: {why}")))?;
+            Ok(kind)
+        })
+        .collect()
+}
+
+/// One open run: everything is stored as it arrives.
+pub struct Session {
+    /// The results database.
+    pub db: Db,
+    /// The run directory.
+    pub dir: RunDir,
+    /// Every resource created, recorded first.
+    pub ledger: Arc<Ledger>,
+    /// The run as recorded so far.
+    pub record: RunRecord,
+    /// Set on Ctrl-C.
+    pub interrupted: Arc<AtomicBool>,
+    exe: PathBuf,
+    scratch_root: PathBuf,
+    peer: Option<PeerProcess>,
+    host_cpus: usize,
+}
+
+/// A started target instance with its agent greeted.
+pub struct Agent {
+    /// Target name.
+    pub name: String,
+    /// The channel.
+    pub conn: AgentConn,
+    /// The instance (teardown on drop).
+    pub instance: Instance,
+    /// Seen from inside.
+    pub fingerprint: Fingerprint,
+    /// Start to hello, seconds.
+    pub startup_s: f64,
+}
+
+impl Agent {
+    /// Ask the agent to exit, then tear the instance down.
+    pub fn stop(mut self) {
+        let _ = self.conn.request(
+            &Request::Shutdown,
+            Duration::from_secs(5),
+            &AtomicBool::new(false),
+            |_, _| {},
+        );
+        self.kill();
+    }
+
+    /// Tear the instance down at once.
+    pub fn kill(mut self) {
+        if let Err(e) = self.instance.teardown.teardown() {
+            eprintln!("virtmark: warning: tearing down {}: {e:#}", self.name);
+        }
+    }
+
+    /// The peer address to give the agent.
+    pub fn peer(&self) -> Option<String> {
+        self.instance.peer.clone()
+    }
+}
+
+/// How to start one instance.
+pub struct InstanceSpec<'a> {
+    /// Target name.
+    pub name: &'a str,
+    /// Parsed target.
+    pub kind: &'a TargetKind,
+    /// Index among the run's instances (distinct addresses, names).
+    pub index: usize,
+    /// Memory for it, bytes.
+    pub memory: u64,
+    /// CPUs it may use (None: all).
+    pub cpuset: Option<Vec<usize>>,
+}
+
+impl Session {
+    /// Open the database, create the run directory and the ledger, record the run
+    /// and, when `needs_peer`, start the peer on loopback.
+    pub fn open(
+        plan: &Plan,
+        targets: &[String],
+        opts: &RunOptions,
+        needs_peer: bool,
+    ) -> Result<Session> {
+        let interrupted = interrupt_flag();
+        let db = Db::open(&opts.db)?;
+        let run_id = new_run_id();
+        let dir = RunDir::create(&opts.out, &run_id, &plan.to_toml())?;
+        let exe = std::env::current_exe().context("locating the virtmark binary")?;
+        let ledger = Arc::new(Ledger::create(dir.path(), &run_id)?);
+        let scratch_root = std::env::temp_dir().join(format!("virtmark-{run_id}"));
+        ledger.record(&Resource::Dir {
+            path: scratch_root.clone(),
+        })?;
+        let record = RunRecord {
+            schema_version: SCHEMA_VERSION,
+            run_id,
+            started: now_rfc3339(),
+            finished: None,
+            status: RunStatus::Running,
+            virtmark: Provenance::current(),
+            command: opts.command.clone(),
+            host: fingerprint::collect(),
+            plan: plan.clone(),
+            targets: targets
+                .iter()
+                .map(|n| TargetRecord {
+                    name: n.clone(),
+                    fingerprint: None,
+                    startup_s: None,
+                })
+                .collect(),
+            samples: vec![],
+            failures: vec![],
+            results: vec![],
+            scale: vec![],
+            isolation: vec![],
+        };
+        db.insert_run(&record, dir.path())?;
+        let peer = if needs_peer {
+            let p = PeerProcess::start(&exe, "127.0.0.1:0", &dir.path().join("peer.log"), None)?;
+            ledger.record_process(p.pid())?;
+            Some(p)
+        } else {
+            None
+        };
+        Ok(Session {
+            db,
+            dir,
+            ledger,
+            record,
+            interrupted,
+            exe,
+            scratch_root,
+            peer,
+            host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.record.run_id
+    }
+
+    /// Whether Ctrl-C was pressed.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Start an instance, greet its agent and take its fingerprint.
+    pub fn start(&self, spec: &InstanceSpec) -> Result<Agent> {
+        let safe = spec.name.replace([':', '/', '@'], "_");
+        let suffix = if spec.index > 0 {
+            format!("-{}", spec.index)
+        } else {
+            String::new()
+        };
+        let rid = &self.record.run_id;
+        let env = StartEnv {
+            index: (spec.index + 1).min(250) as u8,
+            ledger: self.ledger.clone(),
+            tag: format!(
+                "{}{}{}",
+                &rid[rid.len() - 4..],
+                safe.chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(4)
+                    .collect::<String>(),
+                spec.index
+            ),
+            cpus: spec.cpuset.as_ref().map_or(self.host_cpus, Vec::len),
+            cpuset: spec.cpuset.clone(),
+            memory: spec.memory,
+            exe: &self.exe,
+            scratch: self.scratch_root.join(format!("{safe}{suffix}")),
+            log: self.dir.path().join(format!("agent-{safe}{suffix}.log")),
+            peer: self.peer.as_ref().map(|p| p.addr),
+        };
+        let t0 = Instant::now();
+        let mut instance = targets::driver(spec.kind).start(&env)?;
+        let to = std::mem::replace(&mut instance.to_agent, Box::new(std::io::sink()));
+        let from = std::mem::replace(&mut instance.from_agent, Box::new(std::io::empty()));
+        let mut conn = AgentConn::new(to, from);
+        let hello = conn
+            .request(
+                &Request::Hello,
+                Duration::from_secs(120),
+                &self.interrupted,
+                |_, _| {},
+            )
+            .with_context(|| format!("{}: the agent did not greet", spec.name))?;
+        let startup_s = t0.elapsed().as_secs_f64();
+        if !matches!(hello, Response::Hello { .. }) {
+            anyhow::bail!("{}: unexpected answer to hello: {hello:?}", spec.name);
+        }
+        let fingerprint = match conn
+            .request(
+                &Request::Fingerprint,
+                Duration::from_secs(30),
+                &self.interrupted,
+                |_, _| {},
+            )
+            .with_context(|| format!("{}: no fingerprint", spec.name))?
+        {
+            Response::Fingerprint { fingerprint } => *fingerprint,
+            other => anyhow::bail!("{}: unexpected answer to fingerprint: {other:?}", spec.name),
+        };
+        Ok(Agent {
+            name: spec.name.to_string(),
+            conn,
+            instance,
+            fingerprint,
+            startup_s,
+        })
+    }
+
+    /// Record a target's fingerprint and start-up time (first instance of it).
+    pub fn note_target(&mut self, name: &str, fp: &Fingerprint, startup_s: f64) -> Result<()> {
+        if let Some(tr) = self.record.targets.iter_mut().find(|t| t.name == name) {
+            if tr.fingerprint.is_none() {
+                tr.fingerprint = Some(fp.clone());
+                tr.startup_s = Some(startup_s);
+                self.db.upsert_target(&self.record.run_id, tr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit a sample (database, CSV) and keep it.
+    pub fn store_sample(&mut self, s: SampleRecord) -> Result<()> {
+        self.db.insert_sample(&self.record.run_id, &s)?;
+        self.dir.append_sample(&self.record.run_id, &s)?;
+        self.record.samples.push(s);
+        Ok(())
+    }
+
+    /// Commit a DNR and keep it.
+    pub fn store_failure(&mut self, f: FailureRecord) -> Result<()> {
+        self.db.insert_failure(&self.record.run_id, &f)?;
+        self.record.failures.push(f);
+        Ok(())
+    }
+
+    /// Stop the peer, remove everything in the ledger, derive the statistics and
+    /// write `results.json`; mark the run complete or partial.
+    pub fn finish(mut self) -> Result<Finished> {
+        drop(self.peer.take());
+        let problems = match Arc::try_unwrap(self.ledger) {
+            Ok(l) => l.close()?,
+            Err(_) => vec!["the ledger is still in use: run `virtmark cleanup`".into()],
+        };
+        for p in problems {
+            eprintln!("virtmark: warning: could not remove {p}");
+        }
+        let was_interrupted = self.interrupted.load(std::sync::atomic::Ordering::SeqCst);
+        let mut record = self.record;
+        record.status = if was_interrupted {
+            RunStatus::Partial
+        } else {
+            RunStatus::Complete
+        };
+        record.finished = Some(now_rfc3339());
+        record.results = derive_results(&record.samples);
+        self.dir.write_results(&record)?;
+        self.db.finish_run(
+            &record.run_id,
+            record.status,
+            record.finished.as_deref().unwrap_or(""),
+        )?;
+        if was_interrupted {
+            eprintln!(
+                "virtmark: interrupted: kept {} sample(s); the run is stored as partial",
+                record.samples.len()
+            );
+        }
+        Ok(Finished {
+            record,
+            dir: self.dir.path().to_path_buf(),
+        })
+    }
+}
