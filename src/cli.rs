@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the overhead step: every workload in every target, repeated, normalized to native.
     Run(RunArgs),
+    /// Run the scalability step: n instances of each target at once, n = 1, 2, 4, …
+    Scale(ScaleArgs),
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
     /// List every target driver: available here or not, and exactly why not.
@@ -70,15 +72,23 @@ pub enum Command {
 /// Options of `virtmark run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Workloads, comma-separated (default: the whole suite; see `virtmark workloads`).
+    #[arg(short, long, value_delimiter = ',')]
+    pub workloads: Option<Vec<String>>,
+    /// Options every step takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options shared by `run`, `scale` and `isolate`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
     /// Plan file (TOML); flags below override it.
     #[arg(long)]
     pub plan: Option<PathBuf>,
     /// Targets, comma-separated (default: every target available here).
     #[arg(short, long, value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
-    /// Workloads, comma-separated (default: the whole suite; see `virtmark workloads`).
-    #[arg(short, long, value_delimiter = ',')]
-    pub workloads: Option<Vec<String>>,
     /// Repetitions of each (target, workload).
     #[arg(long)]
     pub reps: Option<u32>,
@@ -102,6 +112,26 @@ pub struct RunArgs {
     pub db: Option<PathBuf>,
 }
 
+/// Options of `virtmark scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Workload every instance runs (default: oltp, the studies' SysBench OLTP).
+    #[arg(short, long)]
+    pub workload: Option<String>,
+    /// Instance counts, comma-separated and increasing (default: 1,2,4,8,16,32).
+    #[arg(long, value_delimiter = ',')]
+    pub instances: Option<Vec<u32>>,
+    /// Memory divided between the instances (default: 2039MiB, the studies' guest).
+    #[arg(long)]
+    pub memory_total: Option<crate::units::ByteSize>,
+    /// Pin instance i to host CPU i mod CPUs (default: instances share every CPU).
+    #[arg(long)]
+    pub pin: bool,
+    /// Options every step takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
 /// `--preset` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
@@ -115,6 +145,7 @@ pub enum PresetArg {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => cmd_run(args),
+        Command::Scale(args) => cmd_scale(args),
         Command::Workloads => cmd_workloads(),
         Command::Targets => cmd_targets(),
         Command::Plan { print_default } => {
@@ -139,7 +170,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Merge the plan file (if any) and the flags into one validated plan.
-pub fn build_plan(args: &RunArgs) -> Result<Plan> {
+pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<Plan> {
     let mut plan = match &args.plan {
         Some(p) => Plan::load(p)?,
         None => Plan::default(),
@@ -148,7 +179,7 @@ pub fn build_plan(args: &RunArgs) -> Result<Plan> {
     if let Some(t) = &args.targets {
         r.targets = Some(t.iter().map(|s| s.trim().to_string()).collect());
     }
-    if let Some(w) = &args.workloads {
+    if let Some(w) = workloads {
         r.workloads = Some(w.iter().map(|s| s.trim().to_string()).collect());
     }
     if let Some(n) = args.reps {
@@ -178,18 +209,8 @@ pub fn build_plan(args: &RunArgs) -> Result<Plan> {
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
-    let plan = build_plan(&args)?;
-    let opts = crate::runner::RunOptions {
-        out: args
-            .out
-            .clone()
-            .unwrap_or_else(|| crate::runner::default_out().to_path_buf()),
-        db: args
-            .db
-            .clone()
-            .unwrap_or_else(crate::store::db::default_path),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
+    let plan = build_plan(&args.common, args.workloads.as_ref())?;
+    let opts = run_options(&args.common);
     let done = crate::runner::run(plan, &opts)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
@@ -243,6 +264,67 @@ fn cmd_cleanup(force: bool) -> Result<()> {
         }
         anyhow::bail!("{} resource(s) could not be removed", r.problems.len());
     }
+    Ok(())
+}
+
+fn run_options(args: &CommonArgs) -> crate::runner::RunOptions {
+    crate::runner::RunOptions {
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::runner::default_out().to_path_buf()),
+        db: args
+            .db
+            .clone()
+            .unwrap_or_else(crate::store::db::default_path),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn cmd_scale(args: ScaleArgs) -> Result<()> {
+    let mut plan = build_plan(&args.common, None)?;
+    let mut sp = plan.scale.clone().unwrap_or_default();
+    if let Some(w) = args.workload {
+        sp.workload = w;
+    }
+    if let Some(i) = args.instances {
+        sp.instances = i;
+    }
+    if let Some(m) = args.memory_total {
+        sp.memory_total = m;
+    }
+    sp.pin |= args.pin;
+    plan.scale = Some(sp);
+    plan.validate("command line")?;
+    let opts = run_options(&args.common);
+    let done = crate::runner::scale::scale(plan, &opts)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        crate::report::terminal::render_scale(&done.record)
+    )?;
+    print_paths(&mut out, &done, &opts)
+}
+
+fn print_paths(
+    out: &mut impl Write,
+    done: &crate::runner::Finished,
+    opts: &crate::runner::RunOptions,
+) -> Result<()> {
+    writeln!(
+        out,
+        "run {} ({})",
+        done.record.run_id,
+        done.record.status.as_str()
+    )?;
+    writeln!(out, "  run directory: {}", done.dir.display())?;
+    writeln!(
+        out,
+        "  results:       {}",
+        done.dir.join("results.json").display()
+    )?;
+    writeln!(out, "  database:      {}", opts.db.display())?;
     Ok(())
 }
 

@@ -21,6 +21,48 @@ pub struct Plan {
     /// Per-workload parameters, keyed by workload name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, Params>,
+    /// The scalability step (`virtmark scale`), when planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScalePlan>,
+}
+
+/// The `[scale]` table: n instances of one target at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScalePlan {
+    /// The workload every instance runs (default `oltp`, the studies' SysBench OLTP).
+    #[serde(default = "default_scale_workload")]
+    pub workload: String,
+    /// Instance counts, increasing.
+    #[serde(default = "default_instances")]
+    pub instances: Vec<u32>,
+    /// Memory divided between the instances (the studies gave one VM 2039 MiB).
+    #[serde(default = "default_memory_total")]
+    pub memory_total: crate::units::ByteSize,
+    /// Pin instance i to host CPU i mod CPUs (else they share every CPU).
+    #[serde(default)]
+    pub pin: bool,
+}
+
+fn default_scale_workload() -> String {
+    "oltp".into()
+}
+fn default_instances() -> Vec<u32> {
+    vec![1, 2, 4, 8, 16, 32]
+}
+fn default_memory_total() -> crate::units::ByteSize {
+    crate::units::ByteSize::mib(2039)
+}
+
+impl Default for ScalePlan {
+    fn default() -> Self {
+        ScalePlan {
+            workload: default_scale_workload(),
+            instances: default_instances(),
+            memory_total: default_memory_total(),
+            pin: false,
+        }
+    }
 }
 
 /// The `[run]` table.
@@ -172,6 +214,28 @@ impl Plan {
         }
         for w in self.params.keys() {
             check_workload(origin, "params", w)?;
+        }
+        if let Some(sc) = &self.scale {
+            check_workload(origin, "scale.workload", &sc.workload)?;
+            if sc.instances.is_empty()
+                || sc.instances.contains(&0)
+                || sc.instances.windows(2).any(|w| w[0] >= w[1])
+                || sc.instances.iter().any(|&n| n > 250)
+            {
+                return Err(UserError(format!(
+                    "{origin}: scale.instances = {:?}: give increasing counts from 1 to 250, e.g. [1, 2, 4, 8, 16, 32]",
+                    sc.instances
+                )));
+            }
+            let smallest = sc.memory_total.bytes() / u64::from(*sc.instances.last().unwrap_or(&1));
+            if smallest < 16 << 20 {
+                return Err(UserError(format!(
+                    "{origin}: scale.memory-total = {} leaves {} MiB per instance at n = {}: give at least 16 MiB each",
+                    sc.memory_total,
+                    smallest >> 20,
+                    sc.instances.last().unwrap_or(&1)
+                )));
+            }
         }
         if let Some(ts) = &r.targets {
             if ts.is_empty() {

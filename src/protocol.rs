@@ -98,6 +98,10 @@ pub enum Response {
         notes: Vec<String>,
         /// Wall time of the whole workload execution, seconds.
         elapsed_s: f64,
+        /// When the workload started (after any barrier), Unix time in seconds as
+        /// the target's clock saw it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<f64>,
     },
     /// A request failed; the agent keeps serving.
     Error {
@@ -251,6 +255,7 @@ mod tests {
             metrics: vec![Metric::higher("throughput", "MB/s", 12.5)],
             notes: vec!["block size 512 B".into()],
             elapsed_s: 1.0,
+            started_at: Some(1.7e9),
         };
         assert_eq!(decode::<Response>(&encode(&r)).unwrap(), r);
     }

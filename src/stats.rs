@@ -131,6 +131,33 @@ pub fn bootstrap_ratio_ci(target: &[f64], base: &[f64], higher_is_better: bool) 
     )
 }
 
+/// Jain's fairness index (Jain, Chiu & Hawe, DEC-TR-301, 1984):
+/// (Σx)² / (n · Σx²); 1 when all equal, 1/n when one gets everything.
+pub fn jain_fairness(xs: &[f64]) -> f64 {
+    let sum: f64 = xs.iter().sum();
+    let sq: f64 = xs.iter().map(|x| x * x).sum();
+    if xs.is_empty() || sq == 0.0 {
+        return f64::NAN;
+    }
+    sum * sum / (xs.len() as f64 * sq)
+}
+
+/// Index of the knee of an aggregate-throughput curve over increasing n: the first
+/// point from which the aggregate never again grows by more than `growth` (0.05 =
+/// 5%) over the previous point. `None` when it keeps growing to the end.
+pub fn knee(aggregates: &[f64], growth: f64) -> Option<usize> {
+    let grows = |i: usize| aggregates[i] > aggregates[i - 1] * (1.0 + growth);
+    let mut knee = None;
+    for i in 1..aggregates.len() {
+        if grows(i) {
+            knee = None;
+        } else if knee.is_none() {
+            knee = Some(i);
+        }
+    }
+    knee
+}
+
 /// Everything kept about one series of kept samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -223,6 +250,19 @@ mod tests {
         assert_eq!(bootstrap_median_ci(&xs), (lo, hi));
         // Identical samples: a degenerate interval.
         assert_eq!(bootstrap_median_ci(&[5.0, 5.0, 5.0]), (5.0, 5.0));
+    }
+
+    #[test]
+    fn fairness_and_knee_against_hand_computed_values() {
+        assert!(close(jain_fairness(&[5.0, 5.0, 5.0, 5.0]), 1.0));
+        assert!(close(jain_fairness(&[1.0, 0.0, 0.0, 0.0]), 0.25));
+        // (1+2+3)^2 / (3 * 14) = 36/42
+        assert!(close(jain_fairness(&[1.0, 2.0, 3.0]), 36.0 / 42.0));
+        // Grows 100 -> 190 -> 250 (+31%) -> 255 (+2%) -> 250: knee at index 3.
+        assert_eq!(knee(&[100.0, 190.0, 250.0, 255.0, 250.0], 0.05), Some(3));
+        assert_eq!(knee(&[100.0, 200.0, 400.0], 0.05), None);
+        // A dip then growth again: no knee yet at the dip.
+        assert_eq!(knee(&[100.0, 101.0, 150.0], 0.05), None);
     }
 
     #[test]

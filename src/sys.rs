@@ -40,3 +40,21 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Restrict the spawned child to these CPUs (sched_setaffinity before exec).
+pub fn pin_to(cmd: &mut Command, cpus: &[usize]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c)
+            .map_err(|e| anyhow::anyhow!("cannot pin to CPU {c}: {e}"))?;
+    }
+    // SAFETY: between fork and exec the closure only calls sched_setaffinity(2) on
+    // a CpuSet built before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
+        });
+    }
+    Ok(())
+}

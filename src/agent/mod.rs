@@ -205,6 +205,10 @@ fn run_workload(
         progress: &progress,
     };
     let start = Instant::now();
+    let started_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .ok();
     let result = (w.run)(&ctx);
     let elapsed_s = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
@@ -215,6 +219,7 @@ fn run_workload(
             metrics: o.metrics,
             notes: o.notes,
             elapsed_s,
+            started_at,
         },
         Err(e) => error(e.kind(), format!("{name}: {e}")),
     })

@@ -79,3 +79,64 @@ pub fn render(run: &RunRecord) -> String {
     ));
     out
 }
+
+/// Render the scalability step: per target and n, per-instance throughput,
+/// aggregate, fairness and the knee.
+pub fn render_scale(run: &RunRecord) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(vec![
+        "target",
+        "n",
+        "memory each",
+        "per instance: mean (min–max)",
+        "aggregate: mean × n",
+        "sum",
+        "fairness",
+        "DNR",
+    ]);
+    for e in &run.scale {
+        let per = e.per_instance.map_or("–".into(), |p| {
+            format!(
+                "{} ({}–{}) {}",
+                fmt_num(p.mean),
+                fmt_num(p.min),
+                fmt_num(p.max),
+                e.unit
+            )
+        });
+        let (agg, sum) = e.aggregate.map_or(("–".into(), "–".into()), |a| {
+            (
+                format!(
+                    "{} {}{}",
+                    fmt_num(a.mean_times_n),
+                    e.unit,
+                    if e.past_knee { " (past knee)" } else { "" }
+                ),
+                fmt_num(a.sum),
+            )
+        });
+        table.add_row(vec![
+            e.target.clone(),
+            e.instances.to_string(),
+            format!("{} MiB", e.memory_per_instance >> 20),
+            per,
+            agg,
+            sum,
+            e.fairness.map_or("–".into(), |f| format!("{f:.3}")),
+            if e.dnr.is_empty() {
+                String::new()
+            } else {
+                format!("{} ({})", e.dnr.len(), e.dnr[0].reason)
+            },
+        ]);
+    }
+    let workload = run.scale.first().map_or("", |e| e.workload.as_str());
+    format!(
+        "{table}\nscalability of {workload}: per-instance figure = median of kept repetitions; \
+         aggregate = mean per instance × n (as Camargos et al.); fairness = Jain's index; \
+         knee = first n after which the aggregate grows by less than 5%"
+    )
+}

@@ -43,6 +43,9 @@ impl Driver for Native {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         crate::sys::die_with_parent(&mut cmd);
+        if let Some(cpus) = &env.cpuset {
+            crate::sys::pin_to(&mut cmd, cpus)?;
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting agent {}", env.exe.display()))?;
