@@ -149,7 +149,7 @@ pub fn scale(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         &plan,
         &target_names,
         opts,
-        needs_peer(&[sp.workload.clone()]),
+        needs_peer(std::slice::from_ref(&sp.workload)),
     )?;
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
