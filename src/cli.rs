@@ -60,6 +60,16 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run one stressor in this process until its duration or SIGTERM (used by the
+    /// agent; prints a JSON report).
+    #[command(hide = true)]
+    Stress {
+        /// Stressor kind.
+        kind: String,
+        /// Bounds and parameters (JSON).
+        #[arg(long)]
+        params: String,
+    },
     /// Run as an agent inside a target: JSON requests on stdin, answers on stdout.
     #[command(hide = true)]
     Agent {
@@ -159,6 +169,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::History { db, limit } => cmd_history(db, limit),
         Command::Cleanup { force } => cmd_cleanup(force),
+        Command::Stress { kind, params } => {
+            let p: crate::stressors::StressParams =
+                serde_json::from_str(&params).map_err(|e| user(format!("stress --params: {e}")))?;
+            let report = crate::stressors::run(&kind, &p)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Detect { json } => cmd_detect(json),
         Command::Agent { scratch } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);

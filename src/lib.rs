@@ -16,6 +16,7 @@ pub mod results;
 pub mod runner;
 pub mod stats;
 pub mod store;
+pub mod stressors;
 pub mod sys;
 pub mod targets;
 pub mod units;

@@ -49,6 +49,21 @@ pub enum Request {
         /// Id of the waiting request.
         id: u64,
     },
+    /// Start a stressor in the background (isolation step); answered at once with
+    /// `stressor_started` or `error`.
+    StartStressor {
+        /// Request id; `stop_stressor` names it.
+        id: u64,
+        /// Stressor kind (`cpu`, `memory`, `fork`, `disk`, `udp-send`, `udp-recv`).
+        stressor: String,
+        /// Bounds and parameters.
+        params: crate::stressors::StressParams,
+    },
+    /// Stop a stressor and report what it did.
+    StopStressor {
+        /// Id of its `start_stressor`.
+        id: u64,
+    },
     /// Finish: the agent answers `bye` and exits.
     Shutdown,
 }
@@ -112,6 +127,23 @@ pub enum Response {
         kind: String,
         /// Human-readable message.
         message: String,
+    },
+    /// A stressor runs.
+    StressorStarted {
+        /// Request id.
+        id: u64,
+        /// Its process id inside the target.
+        pid: u32,
+    },
+    /// A stressor ended (stopped, finished, or killed by the target's limits).
+    StressorStopped {
+        /// Request id.
+        id: u64,
+        /// What it reported, when it could.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<crate::stressors::StressReport>,
+        /// How it ended (`exit status 0`, `killed by signal 9`: the OOM killer).
+        status: String,
     },
     /// Answer to `shutdown`.
     Bye,

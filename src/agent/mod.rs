@@ -7,6 +7,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod stress;
+
 use crate::protocol::{self, DecodeError, Request, Response};
 use crate::units::Dur;
 use crate::workloads::{self, Ctx, Params, Preset};
@@ -17,6 +19,18 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(2);
 /// Serve requests from `input` until `shutdown` or end of input. `scratch_root`
 /// is where per-workload scratch directories are made.
 pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> io::Result<()> {
+    let mut stressors = stress::Stressors::default();
+    let result = serve_loop(input, &mut out, scratch_root, &mut stressors);
+    stressors.stop_all();
+    result
+}
+
+fn serve_loop(
+    input: impl BufRead,
+    mut out: impl Write,
+    scratch_root: &Path,
+    stressors: &mut stress::Stressors,
+) -> io::Result<()> {
     let mut lines = input.lines();
     while let Some(line) = lines.next() {
         let line = line?;
@@ -79,6 +93,18 @@ pub fn serve(input: impl BufRead, mut out: impl Write, scratch_root: &Path) -> i
                     peer.as_deref(),
                 )?;
                 protocol::send(&mut out, &answer)?;
+            }
+            Request::StartStressor {
+                id,
+                stressor,
+                params,
+            } => {
+                let answer = stressors.start(id, &stressor, params, scratch_root);
+                protocol::send(&mut out, &answer)?
+            }
+            Request::StopStressor { id } => {
+                let answer = stressors.stop(id);
+                protocol::send(&mut out, &answer)?
             }
             Request::Go { id } => protocol::send(
                 &mut out,
