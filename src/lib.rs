@@ -8,6 +8,7 @@ pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod fingerprint;
+pub mod peer;
 pub mod protocol;
 pub mod units;
 pub mod workloads;
