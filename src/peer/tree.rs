@@ -123,21 +123,19 @@ fn generate_tree(files: usize, bytes: u64, seed: u64) -> Tree {
     let ndirs = (files / 17).max(1);
     let mut dirs: Vec<(String, u32)> = vec![(String::new(), 0)];
     for i in 0..ndirs {
-        let parent = loop {
-            // Favour shallow parents a little, as real trees are bushy near the top.
-            let p = if i < TOP.len() {
-                0
-            } else {
-                rng.usize(..dirs.len())
-            };
-            if dirs[p].1 < MAX_DEPTH {
-                break p;
+        // The first directories are the top-level ones, as in a kernel tree; the
+        // rest hang under a random earlier directory that is not too deep.
+        let (parent, name) = match TOP.get(i) {
+            Some(top) => (0, top.to_string()),
+            None => {
+                let parent = loop {
+                    let p = rng.usize(..dirs.len());
+                    if dirs[p].1 < MAX_DEPTH {
+                        break p;
+                    }
+                };
+                (parent, format!("{}-{i}", TOP[rng.usize(..TOP.len())]))
             }
-        };
-        let name = if parent == 0 && i < TOP.len() {
-            TOP[i].to_string()
-        } else {
-            format!("{}-{i}", TOP[rng.usize(..TOP.len())])
         };
         let path = if dirs[parent].0.is_empty() {
             name

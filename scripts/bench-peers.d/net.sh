@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Compare virtmark's network workloads with reference tools over loopback:
+#   net-stream vs iperf3 single stream (receiver figure), same duration;
+#   net-rr     vs a C ping-pong (rr-pingpong.c, netperf TCP_RR's shape), same pinning.
+# Runs are interleaved in ABBA order (virtmark first in odd rounds, the reference
+# first in even ones) so that drifting load from other processes hits both alike;
+# ROUNDS of each, medians compared.
+# Env: VIRTMARK (binary), NET_BENCH_SECS (default 2), NET_BENCH_ROUNDS (default 7),
+#      NET_RR_PIN (CPU for both RR ends; default: the first CPU we may use).
+set -euo pipefail
+
+VIRTMARK=${VIRTMARK:-target/release/virtmark}
+SECS=${NET_BENCH_SECS:-2}
+ROUNDS=${NET_BENCH_ROUNDS:-7}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+need() { # need <command> <debian package>
+    if ! command -v "$1" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then
+            echo "# installing $2"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null
+        else
+            echo "# $1 is missing (apt-get install $2)" >&2
+            exit 1
+        fi
+    fi
+}
+need iperf3 iperf3
+need gcc gcc
+need python3 python3
+[ -x "$VIRTMARK" ] || { echo "# $VIRTMARK not found (cargo build --release)" >&2; exit 1; }
+
+T=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_line <file>: wait until the server wrote its "listening host:port" line.
+wait_line() {
+    for _ in $(seq 100); do
+        if grep -q '^listening ' "$1" 2>/dev/null; then
+            sed -n 's/^listening //p' "$1" | head -n1
+            return
+        fi
+        sleep 0.05
+    done
+    echo "# no listening line in $1" >&2
+    exit 1
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+# virtmark_metric <workload> <metric index>: run through the agent, print the value.
+virtmark_metric() {
+    printf '{"v":1,"type":"run_workload","id":1,"workload":"%s","duration":"%ss","peer":"%s"}\n' \
+        "$1" "$SECS" "$PEER" | "$VIRTMARK" agent >"$T/agent.out"
+    python3 - "$T/agent.out" "$2" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("type") == "sample":
+        print(m["metrics"][int(sys.argv[2])]["value"]); sys.exit(0)
+    if m.get("type") == "error":
+        sys.exit("virtmark error: " + m["message"])
+sys.exit("no sample")
+PY
+}
+
+ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.3f}")' "$1" "$2"; }
+
+# --- servers ---
+"$VIRTMARK" serve --listen 127.0.0.1:0 >"$T/peer.out" 2>"$T/peer.err" &
+PIDS+=($!)
+PEER=$(wait_line "$T/peer.out")
+IPORT=$(free_port)
+iperf3 -s -B 127.0.0.1 -p "$IPORT" >"$T/iperf3-server.out" 2>&1 &
+PIDS+=($!)
+sleep 0.3
+gcc -O2 -o "$T/rr-pingpong" "$HERE/rr-pingpong.c"
+PIN=${NET_RR_PIN:-$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')}
+"$T/rr-pingpong" server "$PIN" >"$T/rr.out" &
+PIDS+=($!)
+RRPORT=$(wait_line "$T/rr.out" | sed 's/.*://')
+echo "# peer $PEER, iperf3 127.0.0.1:$IPORT, rr-pingpong 127.0.0.1:$RRPORT; ${SECS}s x $ROUNDS rounds; RR pinned to cpu $PIN"
+
+# --- net-stream vs iperf3 ---
+vs=(); is=()
+for r in $(seq "$ROUNDS"); do
+    iperf() {
+        iperf3 -c 127.0.0.1 -p "$IPORT" -t "$SECS" -J | python3 -c \
+            'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)'
+    }
+    if [ $((r % 2)) = 1 ]; then
+        v=$(virtmark_metric net-stream 0); i=$(iperf)
+    else
+        i=$(iperf); v=$(virtmark_metric net-stream 0)
+    fi
+    echo "# round $r: net-stream $v Mbit/s, iperf3 $i Mbit/s"
+    vs+=("$v"); is+=("$i")
+done
+V=$(median "${vs[@]}"); I=$(median "${is[@]}")
+echo "PEER net-stream virtmark=$V reference=$I unit=Mbit/s ratio=$(ratio "$V" "$I") goal=1.0"
+
+# --- net-rr vs C ping-pong, same pinning ---
+export VIRTMARK_NET_RR_PIN="$PIN,$PIN"
+vs=(); cs=()
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+        v=$(virtmark_metric net-rr 0); c=$("$T/rr-pingpong" client "$RRPORT" "$PIN" "$SECS")
+    else
+        c=$("$T/rr-pingpong" client "$RRPORT" "$PIN" "$SECS"); v=$(virtmark_metric net-rr 0)
+    fi
+    echo "# round $r: net-rr $v tx/s, rr-pingpong $c tx/s"
+    vs+=("$v"); cs+=("$c")
+done
+V=$(median "${vs[@]}"); C=$(median "${cs[@]}")
+echo "PEER net-rr virtmark=$V reference=$C unit=tx/s ratio=$(ratio "$V" "$C") goal=0.95"
