@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compare virtmark's network workloads with reference tools over loopback:
 #   net-stream vs iperf3 single stream (receiver figure), same duration;
-#   net-rr     vs a C ping-pong (rr-pingpong.c, netperf TCP_RR's shape), same pinning.
+#   net-rr     vs a C ping-pong (rr-pingpong.c, netperf TCP_RR's shape), same pinning;
+#   rsync-tree vs `rsync -a` (local) of the very tree the peer serves, fetched once
+#              into a temporary directory; compared as MB/s (higher is better).
 # Runs are interleaved in ABBA order (virtmark first in odd rounds, the reference
 # first in even ones) so that drifting load from other processes hits both alike;
 # ROUNDS of each, medians compared.
@@ -28,6 +30,7 @@ need() { # need <command> <debian package>
 need iperf3 iperf3
 need gcc gcc
 need python3 python3
+need rsync rsync
 [ -x "$VIRTMARK" ] || { echo "# $VIRTMARK not found (cargo build --release)" >&2; exit 1; }
 
 T=$(mktemp -d)
@@ -124,3 +127,55 @@ for r in $(seq "$ROUNDS"); do
 done
 V=$(median "${vs[@]}"); C=$(median "${cs[@]}")
 echo "PEER net-rr virtmark=$V reference=$C unit=tx/s ratio=$(ratio "$V" "$C") goal=0.95"
+
+# --- rsync-tree vs rsync -a of the same tree ---
+# Fetch the quick tree from the peer once (VMPEER1 TREE, frames as in src/peer/mod.rs).
+python3 - "$PEER" "$T/src" <<'PY'
+import os, socket, struct, sys, zlib
+host, port = sys.argv[1].rsplit(":", 1)
+root = sys.argv[2]
+os.makedirs(root)
+s = socket.create_connection((host, int(port)))
+s.sendall(b"VMPEER1 TREE files=2000 bytes=25000000 seed=1\n")
+f = s.makefile("rb", buffering=1 << 20)
+ok = f.readline()
+assert ok.startswith(b"OK"), ok
+while True:
+    kind, plen, mode, size, crc = struct.unpack("<BHIQI", f.read(19))
+    if kind == ord("E"):
+        break
+    path = os.path.join(root, f.read(plen).decode())
+    if kind == ord("D"):
+        os.mkdir(path, mode)
+    else:
+        data = f.read(size)
+        assert zlib.crc32(data) == crc, path
+        with open(path, "wb") as out:
+            out.write(data)
+        os.chmod(path, mode)
+PY
+sync
+vs=(); rs=()
+rsync_rate() {
+    rm -rf "$T/dst"
+    python3 - "$T/src" "$T/dst" <<'PY'
+import os, subprocess, sys, time
+src, dst = sys.argv[1], sys.argv[2]
+total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs)
+t = time.monotonic()
+subprocess.run(["rsync", "-a", src + "/", dst + "/"], check=True)
+print(total / (time.monotonic() - t) / 1e6)
+PY
+    rm -rf "$T/dst"
+}
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+        v=$(virtmark_metric rsync-tree 2); x=$(rsync_rate)
+    else
+        x=$(rsync_rate); v=$(virtmark_metric rsync-tree 2)
+    fi
+    echo "# round $r: rsync-tree $v MB/s, rsync -a $x MB/s"
+    vs+=("$v"); rs+=("$x")
+done
+V=$(median "${vs[@]}"); X=$(median "${rs[@]}")
+echo "PEER rsync-tree virtmark=$V reference=$X unit=MB/s ratio=$(ratio "$V" "$X") goal=1.0"

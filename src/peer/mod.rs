@@ -73,6 +73,11 @@ pub const FRAME_FILE: u8 = b'F';
 /// Frame kind: end of the tree.
 pub const FRAME_END: u8 = b'E';
 
+/// How long the peer waits for a header line.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the peer waits for data from a client in the middle of a test.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Largest `bs` / `req` / `resp` accepted.
 const MAX_BLOCK: u64 = 64 << 20;
 /// Largest `secs` accepted.
@@ -362,7 +367,11 @@ fn quiet_error(e: &io::Error) -> bool {
 
 /// Serve one connection: read the header, run the test.
 fn handle(mut s: TcpStream) -> io::Result<()> {
+    // A client that connects and says nothing, or stalls mid-test, must not hold a
+    // thread for ever.
+    s.set_read_timeout(Some(HEADER_TIMEOUT))?;
     let line = read_line(&mut s)?;
+    s.set_read_timeout(Some(IDLE_TIMEOUT))?;
     let test = match parse_header(&line) {
         Ok(t) => t,
         Err(msg) => {
