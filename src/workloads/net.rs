@@ -6,6 +6,12 @@
 //! `net-stream` and `net-sendfile` the peer counts what it received between its
 //! `OK` and the end of the stream; for `net-maerts` the client counts. Socket
 //! buffers are left to the kernel's autotuning, as iperf3 does.
+//!
+//! Parameters read: `net-stream` and `net-maerts`: `block-size` (bytes per write,
+//! default 128 KiB as iperf3); `net-sendfile`: `size` (the file, default 64 MiB,
+//! resent from its start whenever it is used up) and `block-size` (bytes per
+//! sendfile(2) call, default 1 MiB); `net-rr`: none — its pinning comes from
+//! [`RR_PIN_ENV`] and is recorded in the notes. All run for the context's duration.
 
 use std::fs::File;
 use std::io::{self, Read, Write};

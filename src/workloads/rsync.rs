@@ -7,6 +7,9 @@
 //! data). The client does what rsync's receiver does for a fresh copy: creates each
 //! directory, writes each file with its mode, checks a whole-file checksum, and
 //! fsyncs nothing. The clock runs from the peer's `OK` to the last file closed.
+//!
+//! Parameters read: `rsync-tree`: `files` and `size` (quick 2,000 / 25 MB,
+//! faithful 23,741 / 294 MB); `rsync-file`: `size` (quick 128 MiB, faithful 433 MB).
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufReader, Read, Write};
