@@ -31,6 +31,7 @@ need iperf3 iperf3
 need gcc gcc
 need python3 python3
 need rsync rsync
+need /usr/bin/time time
 [ -x "$VIRTMARK" ] || { echo "# $VIRTMARK not found (cargo build --release)" >&2; exit 1; }
 
 T=$(mktemp -d)
@@ -65,7 +66,7 @@ median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) f
 # virtmark_metric <workload> <metric index>: run through the agent, print the value.
 virtmark_metric() {
     printf '{"v":1,"type":"run_workload","id":1,"workload":"%s","duration":"%ss","peer":"%s"}\n' \
-        "$1" "$SECS" "$PEER" | "$VIRTMARK" agent >"$T/agent.out"
+        "$1" "$SECS" "$PEER" | /usr/bin/time -o "$T/cpu" -f "%U %S" "$VIRTMARK" agent >"$T/agent.out"
     python3 - "$T/agent.out" "$2" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
@@ -78,53 +79,70 @@ sys.exit("no sample")
 PY
 }
 
+# CPU seconds (user + system) a server process has used so far.
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+# efficiency <rate> <server pid> <server cpu before> [<divisor>]: work done (rate x
+# duration / divisor) per CPU-second of client ($T/cpu) and server together, a
+# figure that other load on the machine barely moves.
+efficiency() {
+    python3 -c 'import sys; r,a,b,d=map(float,sys.argv[1:5]); u,s=map(float,open(sys.argv[5]).read().split()[-2:]); print(r*float(sys.argv[6])/d/(u+s+b-a))' \
+        "$1" "$3" "$(server_cpu "$2")" "${4:-1000}" "$T/cpu" "$SECS"
+}
+
 ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.3f}")' "$1" "$2"; }
 
 # --- servers ---
 "$VIRTMARK" serve --listen 127.0.0.1:0 >"$T/peer.out" 2>"$T/peer.err" &
+PEER_PID=$!
 PIDS+=($!)
 PEER=$(wait_line "$T/peer.out")
 IPORT=$(free_port)
 iperf3 -s -B 127.0.0.1 -p "$IPORT" >"$T/iperf3-server.out" 2>&1 &
+IPERF_PID=$!
 PIDS+=($!)
 sleep 0.3
 gcc -O2 -o "$T/rr-pingpong" "$HERE/rr-pingpong.c"
 PIN=${NET_RR_PIN:-$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')}
 "$T/rr-pingpong" server "$PIN" >"$T/rr.out" &
+RR_PID=$!
 PIDS+=($!)
 RRPORT=$(wait_line "$T/rr.out" | sed 's/.*://')
 echo "# peer $PEER, iperf3 127.0.0.1:$IPORT, rr-pingpong 127.0.0.1:$RRPORT; ${SECS}s x $ROUNDS rounds; RR pinned to cpu $PIN"
 
 # --- net-stream vs iperf3 ---
-vs=(); is=()
+vs=(); is=(); ve=(); ie=()
+iperf() {
+    /usr/bin/time -o "$T/cpu" -f "%U %S" iperf3 -c 127.0.0.1 -p "$IPORT" -t "$SECS" -J | python3 -c \
+        'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)'
+}
+run_v() { c0=$(server_cpu "$PEER_PID"); v=$(virtmark_metric net-stream 0); ve+=("$(efficiency "$v" "$PEER_PID" "$c0")"); }
+run_i() { c0=$(server_cpu "$IPERF_PID"); i=$(iperf); ie+=("$(efficiency "$i" "$IPERF_PID" "$c0")"); }
 for r in $(seq "$ROUNDS"); do
-    iperf() {
-        iperf3 -c 127.0.0.1 -p "$IPORT" -t "$SECS" -J | python3 -c \
-            'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)'
-    }
-    if [ $((r % 2)) = 1 ]; then
-        v=$(virtmark_metric net-stream 0); i=$(iperf)
-    else
-        i=$(iperf); v=$(virtmark_metric net-stream 0)
-    fi
-    echo "# round $r: net-stream $v Mbit/s, iperf3 $i Mbit/s"
+    if [ $((r % 2)) = 1 ]; then run_v; run_i; else run_i; run_v; fi
+    echo "# round $r: net-stream $v Mbit/s (${ve[-1]} Gbit/CPU-s), iperf3 $i Mbit/s (${ie[-1]} Gbit/CPU-s)"
     vs+=("$v"); is+=("$i")
 done
 V=$(median "${vs[@]}"); I=$(median "${is[@]}")
+VE=$(median "${ve[@]}"); IE=$(median "${ie[@]}")
+echo "# net-stream CPU efficiency (median): virtmark $VE, iperf3 $IE Gbit per CPU-second, ratio $(ratio "$VE" "$IE")"
 echo "PEER net-stream virtmark=$V reference=$I unit=Mbit/s ratio=$(ratio "$V" "$I") goal=1.0"
 
 # --- net-rr vs C ping-pong, same pinning ---
 export VIRTMARK_NET_RR_PIN="$PIN,$PIN"
-vs=(); cs=()
+vs=(); cs=(); ve=(); ce=()
+run_v() { c0=$(server_cpu "$PEER_PID"); v=$(virtmark_metric net-rr 0); ve+=("$(efficiency "$v" "$PEER_PID" "$c0" 1)"); }
+run_c() {
+    c0=$(server_cpu "$RR_PID")
+    c=$(/usr/bin/time -o "$T/cpu" -f "%U %S" "$T/rr-pingpong" client "$RRPORT" "$PIN" "$SECS")
+    ce+=("$(efficiency "$c" "$RR_PID" "$c0" 1)")
+}
 for r in $(seq "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then
-        v=$(virtmark_metric net-rr 0); c=$("$T/rr-pingpong" client "$RRPORT" "$PIN" "$SECS")
-    else
-        c=$("$T/rr-pingpong" client "$RRPORT" "$PIN" "$SECS"); v=$(virtmark_metric net-rr 0)
-    fi
-    echo "# round $r: net-rr $v tx/s, rr-pingpong $c tx/s"
+    if [ $((r % 2)) = 1 ]; then run_v; run_c; else run_c; run_v; fi
+    echo "# round $r: net-rr $v tx/s (${ve[-1]} tx/CPU-s), rr-pingpong $c tx/s (${ce[-1]} tx/CPU-s)"
     vs+=("$v"); cs+=("$c")
 done
+VE=$(median "${ve[@]}"); CE=$(median "${ce[@]}")
+echo "# net-rr CPU efficiency (median): virtmark $VE, rr-pingpong $CE transactions per CPU-second, ratio $(ratio "$VE" "$CE")"
 V=$(median "${vs[@]}"); C=$(median "${cs[@]}")
 echo "PEER net-rr virtmark=$V reference=$C unit=tx/s ratio=$(ratio "$V" "$C") goal=0.95"
 
