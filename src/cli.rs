@@ -77,6 +77,15 @@ pub enum Command {
         #[arg(long, env = "VIRTMARK_SCRATCH")]
         scratch: Option<PathBuf>,
     },
+    /// Serve the host-side end of network workloads (what netserver is to netperf).
+    Serve {
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Exit when standard input reaches end of file (the parent has gone).
+        #[arg(long)]
+        exit_on_eof: bool,
+    },
 }
 
 /// Options of `virtmark run`.
@@ -183,6 +192,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let stdout = std::io::stdout().lock();
             crate::agent::serve(stdin, stdout, &root).context("agent channel")
         }
+        Command::Serve {
+            listen,
+            exit_on_eof,
+        } => crate::peer::run_cli(&listen, exit_on_eof),
     }
 }
 

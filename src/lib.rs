@@ -3,12 +3,14 @@
 //! The flow, one direction: [`plan`] → target drivers ([`targets`]) →
 //! [`agent`] running [`workloads`] → samples ([`protocol`]) → [`stats`] and
 //! [`results`] → results store ([`store`]) → reports ([`report`]). [`runner`]
-//! drives the overhead step.
+//! drives the steps; [`peer`] is the host-side end of network workloads and
+//! [`stressors`] the misbehaving loads of the isolation step.
 
 pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod fingerprint;
+pub mod peer;
 pub mod plan;
 pub mod protocol;
 pub mod report;

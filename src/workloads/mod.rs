@@ -18,7 +18,9 @@ use crate::units::{ByteSize, Dur};
 mod build;
 mod compress;
 mod dd;
+mod net;
 mod oltp;
+mod rsync;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +264,12 @@ pub fn always() -> Result<(), String> {
 /// The whole built-in suite, in catalog order.
 pub static ALL: &[&Workload] = &[
     &dd::DD_ZERO,
+    &net::NET_STREAM,
+    &net::NET_MAERTS,
+    &net::NET_SENDFILE,
+    &net::NET_RR,
+    &rsync::RSYNC_TREE,
+    &rsync::RSYNC_FILE,
     &compress::COMPRESS,
     &oltp::OLTP,
     &build::BUILD,

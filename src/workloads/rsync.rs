@@ -1,0 +1,273 @@
+//! rsync from a server (Camargos et al.): (1) a kernel source tree, 23,741 files /
+//! 294 MB; (2) a 433 MB ISO image. Wall time of the copy into an empty directory.
+//!
+//! The peer (`virtmark serve`) plays the rsync daemon: it generates a deterministic
+//! kernel-like tree (or one ISO-like file) in memory before it answers `OK`, so
+//! generation is never timed, and streams it as frames (path, mode, size, CRC-32,
+//! data). The client does what rsync's receiver does for a fresh copy: creates each
+//! directory, writes each file with its mode, checks a whole-file checksum, and
+//! fsyncs nothing. The clock runs from the peer's `OK` to the last file closed.
+//!
+//! Parameters read: `rsync-tree`: `files` and `size` (quick 2,000 / 25 MB,
+//! faithful 23,741 / 294 MB); `rsync-file`: `size` (quick 128 MiB, faithful 433 MB).
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{Class, Ctx, IoContext, Metric, Outcome, Workload, WorkloadError};
+use crate::peer::{self, Test, FRAME_DIR, FRAME_END, FRAME_FILE, FRAME_HEADER};
+
+/// rsync of a kernel-like source tree.
+pub static RSYNC_TREE: Workload = Workload {
+    name: "rsync-tree",
+    stands_for: "rsync of a kernel tree from a server (Camargos et al.)",
+    class: Class::Application,
+    metric: "time",
+    unit: "s",
+    higher_is_better: false,
+    needs_peer: true,
+    description: "copies a generated kernel-like tree (quick 2,000 files / 25 MB, faithful 23,741 / 294 MB) from the peer into scratch, checksumming every file",
+    available: super::always,
+    run: run_tree,
+};
+
+/// rsync of one large ISO-like file.
+pub static RSYNC_FILE: Workload = Workload {
+    name: "rsync-file",
+    stands_for: "rsync of a 433 MB ISO from a server (Camargos et al.)",
+    class: Class::Application,
+    metric: "time",
+    unit: "s",
+    higher_is_better: false,
+    needs_peer: true,
+    description: "copies one generated incompressible file (quick 128 MiB, faithful 433 MB) from the peer into scratch, checksummed",
+    available: super::always,
+    run: run_file,
+};
+
+/// Seed of the generated data (fixed, so every target copies the same bytes).
+const SEED: u64 = 1;
+
+/// How long the peer may take to generate the data before it answers.
+const GENERATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn run_tree(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let files = ctx.params.files.unwrap_or_else(|| ctx.pick(2_000, 23_741));
+    let bytes = ctx
+        .params
+        .size
+        .map(|b| b.bytes())
+        .unwrap_or_else(|| ctx.pick(25_000_000, 294_000_000));
+    if files == 0 || files > peer::MAX_TREE_FILES || bytes > peer::MAX_TREE_BYTES {
+        return Err(WorkloadError::Param(format!(
+            "files={files} size={bytes} B is out of range (1 to {} files, at most {} B)",
+            peer::MAX_TREE_FILES,
+            peer::MAX_TREE_BYTES
+        )));
+    }
+    copy(
+        ctx,
+        &Test::Tree {
+            files,
+            bytes,
+            seed: SEED,
+        },
+    )
+}
+
+fn run_file(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let bytes = ctx
+        .params
+        .size
+        .map(|b| b.bytes())
+        .unwrap_or_else(|| ctx.pick(128 << 20, 433_000_000));
+    if bytes > peer::MAX_TREE_BYTES {
+        return Err(WorkloadError::Param(format!(
+            "size {bytes} B is larger than the peer serves ({} B)",
+            peer::MAX_TREE_BYTES
+        )));
+    }
+    copy(ctx, &Test::File { bytes, seed: SEED })
+}
+
+fn peer_io(addr: SocketAddr, what: &str) -> impl FnOnce(std::io::Error) -> WorkloadError + '_ {
+    move |source| WorkloadError::Io {
+        context: format!("peer {addr}: {what}"),
+        source,
+    }
+}
+
+/// Check a path from the peer: relative, no `..`, no empty or `.` components.
+fn safe_relative(p: &str) -> Option<&Path> {
+    let path = Path::new(p);
+    if p.is_empty() || p.contains('\0') || p.ends_with('/') || p.contains("//") {
+        return None;
+    }
+    path.components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        .then_some(path)
+}
+
+fn copy(ctx: &Ctx, test: &Test) -> Result<Outcome, WorkloadError> {
+    let addr = ctx.peer()?;
+    (ctx.progress)(0.0, "waiting for the peer to prepare the data");
+    let mut s = std::net::TcpStream::connect(addr).map_err(peer_io(addr, "connecting"))?;
+    s.set_read_timeout(Some(GENERATION_TIMEOUT))
+        .ctx(|| "setting a read timeout".into())?;
+    writeln!(s, "{test}").map_err(peer_io(addr, "sending the header"))?;
+    let ok = peer::read_line(&mut s).map_err(peer_io(addr, "reading the answer"))?;
+    if !ok.starts_with("OK") {
+        return Err(WorkloadError::Peer(format!("{addr} refused {test}: {ok}")));
+    }
+    let start = Instant::now();
+    let want_files: u64 = peer::answer_field(&ok, "files").unwrap_or(0);
+    let want_bytes: u64 = peer::answer_field(&ok, "bytes").unwrap_or(0);
+    let root: PathBuf = ctx.scratch.join("dest");
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&root)
+        .ctx(|| format!("creating {}", root.display()))?;
+    let mut r = BufReader::with_capacity(256 << 10, s);
+    let mut buf = vec![0u8; 256 << 10];
+    let mut path_buf = Vec::with_capacity(256);
+    let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
+    loop {
+        let mut h = [0u8; FRAME_HEADER];
+        r.read_exact(&mut h)
+            .map_err(peer_io(addr, "reading a frame"))?;
+        let kind = h[0];
+        let plen = u16::from_le_bytes([h[1], h[2]]) as usize;
+        let mode = u32::from_le_bytes([h[3], h[4], h[5], h[6]]) & 0o7777;
+        let size = u64::from_le_bytes([h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14]]);
+        let crc = u32::from_le_bytes([h[15], h[16], h[17], h[18]]);
+        if kind == FRAME_END {
+            break;
+        }
+        path_buf.resize(plen, 0);
+        r.read_exact(&mut path_buf)
+            .map_err(peer_io(addr, "reading a path"))?;
+        let name = std::str::from_utf8(&path_buf)
+            .ok()
+            .and_then(safe_relative)
+            .ok_or_else(|| {
+                WorkloadError::Peer(format!(
+                    "{addr} sent an unsafe path {:?}",
+                    String::from_utf8_lossy(&path_buf)
+                ))
+            })?;
+        let dest = root.join(name);
+        match kind {
+            FRAME_DIR => {
+                fs::DirBuilder::new()
+                    .mode(mode)
+                    .create(&dest)
+                    .ctx(|| format!("creating {}", dest.display()))?;
+                dirs += 1;
+            }
+            FRAME_FILE => {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&dest)
+                    .ctx(|| format!("creating {}", dest.display()))?;
+                let mut hasher = crc32fast::Hasher::new();
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    r.read_exact(&mut buf[..n])
+                        .map_err(peer_io(addr, "reading file data"))?;
+                    hasher.update(&buf[..n]);
+                    f.write_all(&buf[..n])
+                        .ctx(|| format!("writing {}", dest.display()))?;
+                    left -= n as u64;
+                }
+                drop(f);
+                let got = hasher.finalize();
+                if got != crc {
+                    return Err(WorkloadError::Failed(format!(
+                        "{}: checksum {got:08x}, peer said {crc:08x}",
+                        dest.display()
+                    )));
+                }
+                files += 1;
+                bytes += size;
+                if files % 256 == 0 && want_bytes > 0 {
+                    (ctx.progress)(bytes as f64 / want_bytes as f64, "copying");
+                }
+            }
+            other => {
+                return Err(WorkloadError::Peer(format!(
+                    "{addr} sent an unknown frame kind {other:#04x}"
+                )))
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if files != want_files || bytes != want_bytes {
+        return Err(WorkloadError::Peer(format!(
+            "{addr} announced {want_files} files / {want_bytes} B but sent {files} / {bytes}"
+        )));
+    }
+    if files == 0 {
+        return Err(WorkloadError::Failed("nothing was copied".into()));
+    }
+    let mut metrics = vec![
+        Metric::lower("time", "s", secs),
+        Metric::higher("throughput", "MB/s", bytes as f64 / secs / 1e6),
+    ];
+    if files > 1 {
+        metrics.insert(1, Metric::higher("files", "files/s", files as f64 / secs));
+    }
+    Ok(Outcome {
+        metrics,
+        notes: vec![format!(
+            "{files} files, {dirs} directories, {bytes} B; CRC-32 checked, no fsync"
+        )],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::ByteSize;
+    use crate::workloads::{testing::run_briefly, Params};
+
+    fn peer() -> SocketAddr {
+        peer::Peer::bind("127.0.0.1:0").unwrap().spawn().unwrap()
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert!(safe_relative("a/b.c").is_some());
+        for p in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/", "./a"] {
+            assert!(safe_relative(p).is_none(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn tree_copies_every_file() {
+        let p = Params {
+            files: Some(300),
+            size: Some(ByteSize(2_000_000)),
+            ..Params::default()
+        };
+        let out = run_briefly(&RSYNC_TREE, p, Some(peer()));
+        assert_eq!(out.metrics.len(), 3);
+        assert!(out.notes[0].starts_with("300 files"), "{:?}", out.notes);
+    }
+
+    #[test]
+    fn file_copies_one_file() {
+        let p = Params {
+            size: Some(ByteSize::mib(3)),
+            ..Params::default()
+        };
+        let out = run_briefly(&RSYNC_FILE, p, Some(peer()));
+        assert_eq!(out.metrics.len(), 2);
+    }
+}
