@@ -11,26 +11,41 @@ use std::time::Duration;
 
 use ledger::{Ledger, Resource};
 
+pub mod cgroup;
+mod gvisor;
 pub mod ledger;
 mod native;
 pub mod netns;
+mod ns;
+mod oci;
 pub mod peer;
 pub mod rootfs;
+pub mod rtnl;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// The agent as a child process of virtmark: the baseline.
     Native,
+    /// virtmark's own container: namespaces and cgroups made in-process.
+    Ns,
+    /// An OCI runtime (`crun`, `runc`) running a bundle virtmark generates.
+    Oci(oci::Runtime),
+    /// gVisor (`runsc`) running such a bundle.
+    Gvisor,
 }
 
 /// Every target name this build knows, for help and error messages.
-pub const KNOWN: &[&str] = &["native"];
+pub const KNOWN: &[&str] = &["native", "ns", "oci:crun", "oci:runc", "gvisor"];
 
 /// Parse a target name (`native`, …).
 pub fn parse(name: &str) -> Result<TargetKind, String> {
     match name {
         "native" => Ok(TargetKind::Native),
+        "ns" => Ok(TargetKind::Ns),
+        "oci:crun" => Ok(TargetKind::Oci(oci::Runtime::Crun)),
+        "oci:runc" => Ok(TargetKind::Oci(oci::Runtime::Runc)),
+        "gvisor" => Ok(TargetKind::Gvisor),
         other => Err(format!(
             "unknown target {other:?} (known: {})",
             KNOWN.join(", ")
@@ -101,6 +116,9 @@ pub trait Driver {
 pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
     match kind {
         TargetKind::Native => Box::new(native::Native),
+        TargetKind::Ns => Box::new(ns::Ns),
+        TargetKind::Oci(rt) => Box::new(oci::Oci(*rt)),
+        TargetKind::Gvisor => Box::new(gvisor::Gvisor),
     }
 }
 

@@ -1,0 +1,516 @@
+//! `oci:crun`, `oci:runc`: an OCI runtime runs a bundle virtmark generates — a
+//! read-only root file system holding the agent and its libraries, and a
+//! `config.json` whose network namespace is virtmark's target namespace (joined to
+//! the peer's by a veth pair), with CPU, cpuset, memory and task limits, and the
+//! instance's host scratch directory bound at `/scratch`. The runtime runs in the
+//! foreground (`<runtime> --root STATE run --bundle DIR ID`) with the agent's
+//! stdio passed through (terminal false). The bundle code is shared with gVisor.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use super::cgroup::{self, Limits};
+use super::ledger::Resource;
+use super::peer::PeerProcess;
+use super::{netns, rootfs, rtnl, Driver, Guard, Instance, StartEnv};
+
+/// Which OCI runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// crun (C, fast).
+    Crun,
+    /// runc (Go, the reference).
+    Runc,
+}
+
+impl Runtime {
+    /// Its command.
+    pub fn command(self) -> &'static str {
+        match self {
+            Runtime::Crun => "crun",
+            Runtime::Runc => "runc",
+        }
+    }
+}
+
+/// The OCI driver for one runtime.
+pub struct Oci(pub Runtime);
+
+/// Whether `cmd` runs (`cmd --version`); `Err` names the Debian package.
+pub fn check_command(cmd: &str, package: &str) -> Result<(), String> {
+    match Command::new(cmd)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`{cmd} --version` failed ({s})")),
+        Err(_) => Err(format!("{cmd} is not installed (Debian package {package})")),
+    }
+}
+
+/// Whether the host has cgroup v1 controllers and the v2 tree side by side,
+/// which crun refuses unless the v2 tree is hidden from it.
+pub fn hybrid_cgroups() -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let v1 = mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("cgroup"));
+    v1 && mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 2 && f[2] == "cgroup2" && f[1] != "/sys/fs/cgroup"
+    })
+}
+
+/// The cgroup v2 mount point on a hybrid host (`/sys/fs/cgroup/unified`).
+fn unified_mount() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[2] == "cgroup2").then(|| f[1].to_string())
+    })
+}
+
+impl Driver for Oci {
+    fn name(&self) -> &str {
+        match self.0 {
+            Runtime::Crun => "oci:crun",
+            Runtime::Runc => "oci:runc",
+        }
+    }
+
+    fn available(&self) -> Result<(), String> {
+        check_command(self.0.command(), self.0.command())?;
+        netns::check_available()?;
+        cgroup::check_available()
+    }
+
+    fn start(&self, env: &StartEnv) -> Result<Instance> {
+        let rt = self.0;
+        let mut guard = Guard::new(env.ledger.clone());
+        let b = prepare(&mut guard, env, "virtmark-oci", &SpecFlavor::Oci)?;
+        let mut cmd = Command::new(rt.command());
+        let mut join = Vec::new();
+        if rt == Runtime::Crun {
+            // crun places a relative cgroups path under the hierarchy's root, not
+            // under its own cgroup (which would escape the session's limits): make
+            // the cgroups ourselves, with the spec's limits, run crun in them and
+            // tell it to leave cgroups alone.
+            let cg = cgroup::create(&mut guard, &format!("{}c", env.tag), limits(env))?;
+            join = cg.procs_files()?;
+            cmd.arg("--cgroup-manager=disabled");
+        }
+        cmd.arg("--root").arg(&b.state);
+        cmd.arg("run")
+            .arg("--bundle")
+            .arg(&b.dir)
+            .arg(&b.id)
+            .current_dir(&b.dir);
+        let hide = if rt == Runtime::Crun && hybrid_cgroups() {
+            unified_mount().into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let child = spawn_runtime(&mut guard, env, cmd, rt.command(), &b, hide, join)?;
+        finish(guard, child, b.peer)
+    }
+}
+
+/// What differs between runtimes in the generated spec.
+pub enum SpecFlavor {
+    /// crun and runc: masked paths, cgroup namespace, cgroup mount.
+    Oci,
+    /// runsc: the sandbox has its own /proc and /sys; no masks needed.
+    Gvisor,
+}
+
+/// A bundle ready to run, and what was made for it.
+pub struct Bundle {
+    /// Bundle directory (`config.json`, `rootfs/`).
+    pub dir: PathBuf,
+    /// Runtime state root (`--root`), under the instance's scratch.
+    pub state: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// Where the agent must reach the peer, when there is one.
+    pub peer: Option<String>,
+}
+
+/// Build the agent's root file system in `root`: hard links to the agent binary
+/// and its libraries when they are on the same file system (cheap, and the root
+/// is mounted read-only), else copies ([`rootfs::build_agent_root`]).
+pub fn link_agent_root(exe: &Path, root: &Path) -> Result<()> {
+    let files = rootfs::agent_closure(exe)?;
+    let mut linked = true;
+    for (i, f) in files.iter().enumerate() {
+        let src = std::fs::canonicalize(f).with_context(|| format!("resolving {}", f.display()))?;
+        let dst = if i == 0 {
+            root.join("virtmark")
+        } else {
+            root.join(f.strip_prefix("/").unwrap_or(f))
+        };
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        if std::fs::hard_link(&src, &dst).is_err() {
+            linked = false;
+            break;
+        }
+    }
+    if !linked {
+        std::fs::remove_dir_all(root).ok();
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        rootfs::build_agent_root(exe, root)?;
+        return Ok(());
+    }
+    for d in ["proc", "sys", "dev", "tmp", "scratch", "etc", "run"] {
+        std::fs::create_dir_all(root.join(d))
+            .with_context(|| format!("creating {}", root.join(d).display()))?;
+    }
+    Ok(())
+}
+
+/// The limits of an instance.
+pub fn limits(env: &StartEnv) -> Limits {
+    Limits {
+        cpus: env.cpus,
+        memory: env.memory,
+        pids: cgroup::PIDS_MAX,
+    }
+}
+
+/// Everything but the runtime: scratch, bundle, network (and the peer), the
+/// ledger entries of the cgroups the runtime will make, and `config.json`.
+pub fn prepare(
+    guard: &mut Guard,
+    env: &StartEnv,
+    hostname: &str,
+    flavor: &SpecFlavor,
+) -> Result<Bundle> {
+    guard.create(
+        Resource::Dir {
+            path: env.scratch.clone(),
+        },
+        || {
+            std::fs::create_dir_all(&env.scratch)
+                .with_context(|| format!("creating {}", env.scratch.display()))
+        },
+    )?;
+    let base = std::fs::canonicalize(&env.scratch)
+        .with_context(|| format!("resolving {}", env.scratch.display()))?;
+    let dir = base.join("bundle");
+    let rootfs_dir = dir.join("rootfs");
+    let state = base.join("state");
+    let data = base.join("data");
+    for d in [&rootfs_dir, &state, &data] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    link_agent_root(env.exe, &rootfs_dir)?;
+
+    let pair = rtnl::veth_pair(guard, &env.tag, env.index)?;
+    let peer = match env.peer {
+        None => None,
+        Some(_) => {
+            let p = PeerProcess::start(
+                env.exe,
+                &format!("{}:0", pair.peer_ip),
+                &super::ns::peer_log(&env.log),
+                Some(&pair.peer_ns),
+            )?;
+            guard.ledger().record_process(p.pid())?;
+            let addr = p.addr.to_string();
+            guard.hold(p);
+            Some(addr)
+        }
+    };
+
+    let id = format!("virtmark-{}", env.tag);
+    // The runtime makes the cgroups (relative to its own, which is ours) in
+    // every hierarchy: record each before it can exist.
+    for path in cgroup::runtime_cgroup_dirs(&id)? {
+        guard.create(Resource::Cgroup { path }, || Ok(()))?;
+    }
+    let limits = limits(env);
+    let cpus_list = cgroup::first_cpus(
+        &std::fs::read_to_string("/sys/fs/cgroup/cpuset/cpuset.cpus")
+            .or_else(|_| std::fs::read_to_string("/sys/devices/system/cpu/online"))
+            .unwrap_or_else(|_| "0".into()),
+        env.cpus,
+    );
+    let spec = spec(&SpecInput {
+        rootfs: &rootfs_dir,
+        scratch: &data,
+        netns: &PathBuf::from("/run/netns").join(&pair.target_ns),
+        cgroups_path: &id,
+        hostname,
+        limits,
+        cpus_list: &cpus_list,
+        flavor,
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
+        .context("writing config.json")?;
+    Ok(Bundle {
+        dir,
+        state,
+        id,
+        peer,
+    })
+}
+
+/// Start the runtime in the foreground with the agent's stdio piped; record the
+/// container first. `hide`: directories to cover with an empty tmpfs
+/// in a private mount namespace of the runtime (the v2 tree for crun on a
+/// hybrid host).
+pub fn spawn_runtime(
+    guard: &mut Guard,
+    env: &StartEnv,
+    mut cmd: Command,
+    runtime: &str,
+    b: &Bundle,
+    hide: Vec<String>,
+    join: Vec<File>,
+) -> Result<Child> {
+    let log = File::create(&env.log)
+        .with_context(|| format!("creating agent log {}", env.log.display()))?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    crate::sys::die_with_parent(&mut cmd);
+    if !join.is_empty() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec: write(2) on files opened before the fork.
+        unsafe {
+            cmd.pre_exec(move || cgroup::join_all(&join));
+        }
+    }
+    if !hide.is_empty() {
+        let points = hide
+            .into_iter()
+            .map(std::ffi::CString::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec: unshare(2) and mount(2) on C strings made
+        // before the fork; no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::libc;
+                let ok = |r: libc::c_int| {
+                    if r < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                };
+                ok(libc::unshare(libc::CLONE_NEWNS))?;
+                ok(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                for point in &points {
+                    ok(libc::mount(
+                        c"tmpfs".as_ptr(),
+                        point.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    ))?;
+                }
+                Ok(())
+            });
+        }
+    }
+    guard.create(
+        Resource::Container {
+            runtime: runtime.into(),
+            id: b.id.clone(),
+            root: Some(b.state.clone()),
+        },
+        || Ok(()),
+    )?;
+    cmd.spawn()
+        .with_context(|| format!("starting {runtime} (container {})", b.id))
+}
+
+/// Adopt the runtime process and hand out the agent's stdio.
+pub fn finish(mut guard: Guard, mut child: Child, peer: Option<String>) -> Result<Instance> {
+    let to_agent = child.stdin.take().context("agent stdin")?;
+    let from_agent = child.stdout.take().context("agent stdout")?;
+    guard.adopt(child)?;
+    Ok(Instance {
+        to_agent: Box::new(to_agent),
+        from_agent: Box::new(from_agent),
+        peer,
+        teardown: Box::new(guard),
+    })
+}
+
+/// What `config.json` is made from.
+pub struct SpecInput<'a> {
+    /// Root file system (absolute, no symlinks: runc insists).
+    pub rootfs: &'a Path,
+    /// Host directory bound at `/scratch`.
+    pub scratch: &'a Path,
+    /// The target's network namespace.
+    pub netns: &'a Path,
+    /// cgroups path, relative to the runtime's own cgroup.
+    pub cgroups_path: &'a str,
+    /// Host name.
+    pub hostname: &'a str,
+    /// Limits.
+    pub limits: Limits,
+    /// The CPUs allowed (cpu list).
+    pub cpus_list: &'a str,
+    /// Runtime flavour.
+    pub flavor: &'a SpecFlavor,
+}
+
+/// The OCI runtime spec (version 1.0.2) for the agent.
+pub fn spec(i: &SpecInput) -> Value {
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_KILL",
+        "CAP_SYS_CHROOT"
+    ]);
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777"]}),
+        json!({"destination": "/scratch", "type": "bind", "source": i.scratch,
+               "options": ["rbind", "rw"]}),
+    ];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "network", "path": i.netns}),
+    ];
+    let mut linux = json!({
+        "cgroupsPath": i.cgroups_path,
+        "resources": {
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": i.limits.memory},
+            "cpu": {
+                "shares": 1024,
+                "quota": cgroup::CPU_PERIOD_US * i.limits.cpus.max(1) as u64,
+                "period": cgroup::CPU_PERIOD_US,
+                "cpus": i.cpus_list
+            },
+            "pids": {"limit": i.limits.pids}
+        },
+    });
+    if let SpecFlavor::Oci = i.flavor {
+        // The limits visible inside, at the usual place; a cgroup namespace makes
+        // the container's own cgroup its root.
+        mounts.push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        );
+        namespaces.push(json!({"type": "cgroup"}));
+        linux["maskedPaths"] = json!([
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/sys/firmware",
+            "/proc/scsi"
+        ]);
+        linux["readonlyPaths"] = json!([
+            "/proc/bus",
+            "/proc/fs",
+            "/proc/irq",
+            "/proc/sys",
+            "/proc/sysrq-trigger"
+        ]);
+    }
+    linux["namespaces"] = Value::Array(namespaces);
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/virtmark", "agent", "--scratch", "/scratch"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": i.rootfs, "readonly": true},
+        "hostname": i.hostname,
+        "mounts": mounts,
+        "linux": linux
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_names_our_network_namespace_limits_and_scratch() {
+        let s = spec(&SpecInput {
+            rootfs: Path::new("/tmp/b/rootfs"),
+            scratch: Path::new("/tmp/b/data"),
+            netns: Path::new("/run/netns/virtmark-x-t"),
+            cgroups_path: "virtmark-x",
+            hostname: "h",
+            limits: Limits {
+                cpus: 2,
+                memory: 1 << 30,
+                pids: 100,
+            },
+            cpus_list: "0,1",
+            flavor: &SpecFlavor::Oci,
+        });
+        assert_eq!(s["process"]["terminal"], false);
+        assert_eq!(s["process"]["args"][0], "/virtmark");
+        assert_eq!(s["root"]["readonly"], true);
+        let ns = s["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"] == "/run/netns/virtmark-x-t"));
+        assert_eq!(s["linux"]["resources"]["memory"]["limit"], 1u64 << 30);
+        assert_eq!(s["linux"]["resources"]["cpu"]["quota"], 200_000);
+        assert_eq!(s["linux"]["resources"]["pids"]["limit"], 100);
+        let m = s["mounts"].as_array().unwrap();
+        assert!(m
+            .iter()
+            .any(|m| m["destination"] == "/scratch" && m["source"] == "/tmp/b/data"));
+        assert!(s["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/kcore"));
+    }
+}

@@ -1,0 +1,322 @@
+//! The container targets for real: `ns`, `oci:crun`, `oci:runc`, `gvisor`. Each
+//! runs dd-zero end to end, its fingerprint must name the technology and show the
+//! limits, and afterwards nothing of the run may remain (namespaces, cgroups,
+//! mounts, processes, scratch) — after a normal run, after SIGKILL of virtmark
+//! plus `virtmark cleanup`, and after a runtime that fails to start.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{results_json, Sandbox};
+
+/// Why a target cannot run here, or None.
+fn skip_reason(target: &str) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root".into());
+    }
+    let cmd = match target {
+        "oci:crun" => "crun",
+        "oci:runc" => "runc",
+        "gvisor" => "runsc",
+        _ => "ip",
+    };
+    let ok = Command::new(cmd)
+        .arg(if cmd == "ip" { "-V" } else { "--version" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (!ok).then(|| format!("{cmd} is not installed (scripts/setup.sh installs it)"))
+}
+
+fn sandbox() -> Sandbox {
+    Sandbox::new()
+}
+
+fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
+    let mut c = sb.cmd(args);
+    c.env("VIRTMARK_REGISTRY", sb.path().join("registry"));
+    c
+}
+
+/// Everything of run `run_id` still present on the host.
+fn leftovers(run_id: &str) -> Vec<String> {
+    let key = format!("virtmark-{}", &run_id[run_id.len() - 4..]);
+    let scratch = format!("virtmark-{run_id}");
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&key) {
+                found.push(format!("netns {n}"));
+            }
+        }
+    }
+    fn walk(dir: &Path, key: &str, depth: usize, found: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with(key) {
+                found.push(format!("cgroup {}", p.display()));
+            } else if depth > 0 {
+                walk(&p, key, depth - 1, found);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), &key, 4, &mut found);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for m in mounts.lines() {
+        if m.contains(&key) || m.contains(&scratch) {
+            found.push(format!("mount {m}"));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&scratch) || cmdline.contains(&key) {
+                found.push(format!("process {pid}: {cmdline}"));
+            }
+        }
+    }
+    if std::env::temp_dir().join(&scratch).exists() {
+        found.push(format!("scratch {scratch}"));
+    }
+    found
+}
+
+/// Leftovers may take a moment to go (a runtime's own teardown).
+fn assert_nothing_left(run_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers(run_id);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("left behind by run {run_id}: {left:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_dd(target: &str, technology: &str) {
+    if let Some(why) = skip_reason(target) {
+        eprintln!("skipping {target}: {why}");
+        return;
+    }
+    let sb = sandbox();
+    cmd(
+        &sb,
+        &[
+            "run",
+            "-t",
+            target,
+            "-w",
+            "dd-zero",
+            "--reps",
+            "2",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
+        ],
+    )
+    .timeout(Duration::from_secs(120))
+    .assert()
+    .success();
+    let dir = sb.run_dir("out");
+    let r = results_json(&dir);
+    let run_id = r["run_id"].as_str().expect("run_id").to_string();
+    assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{r:#}");
+    let samples = r["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 2, "{r:#}");
+    assert!(samples
+        .iter()
+        .all(|s| s["target"] == target && s["metrics"][0]["value"].as_f64() > Some(0.0)));
+    let t = &r["targets"][0];
+    assert_eq!(t["name"], target);
+    let fp = &t["fingerprint"];
+    assert_eq!(fp["verdict"]["technology"], technology, "{fp:#}");
+    assert!(t["startup_s"].as_f64().is_some_and(|s| s > 0.0));
+    // The 2 GiB memory limit is what the agent sees: as a cgroup limit in a
+    // container, as the sandbox's memory under gVisor.
+    let two_gib = 2u64 << 30;
+    let mem = fp["memory"]["cgroup_limit"]
+        .as_u64()
+        .or_else(|| fp["memory"]["total"].as_u64());
+    assert_eq!(mem, Some(two_gib), "{fp:#}");
+    if target != "gvisor" {
+        assert_eq!(
+            fp["cgroup"]["cpu_quota_cpus"].as_f64(),
+            Some(fp["cpus"].as_f64().unwrap())
+        );
+        assert_eq!(fp["cgroup"]["pids_max"].as_u64(), Some(4096));
+    }
+    assert_nothing_left(&run_id);
+}
+
+fn kill_then_cleanup(target: &str) {
+    if let Some(why) = skip_reason(target) {
+        eprintln!("skipping {target}: {why}");
+        return;
+    }
+    let sb = sandbox();
+    let bin = assert_cmd::cargo::cargo_bin("virtmark");
+    let mut child = Command::new(&bin)
+        .current_dir(sb.path())
+        .env("VIRTMARK_DB", sb.db())
+        .env("VIRTMARK_REGISTRY", sb.path().join("registry"))
+        .args([
+            "run",
+            "-t",
+            target,
+            "-w",
+            "dd-zero",
+            "--reps",
+            "4",
+            "--duration",
+            "2s",
+            "--out",
+            "out",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("virtmark run");
+    // Wait until the agent runs (the ledger names the runtime or agent process).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ledger: PathBuf = loop {
+        let found = std::fs::read_dir(sb.path().join("out"))
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("ledger.jsonl"))
+            .filter(|l| {
+                std::fs::read_to_string(l).is_ok_and(|t| t.contains("\"kind\":\"process\""))
+            });
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "the target never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("SIGKILL virtmark");
+    child.wait().expect("reap virtmark");
+    let run_id = ledger
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("run id");
+    cmd(&sb, &["cleanup"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    assert_nothing_left(&run_id);
+}
+
+#[test]
+fn ns_runs_dd_zero_and_leaves_nothing() {
+    run_dd("ns", "virtmark-ns");
+}
+
+#[test]
+fn crun_runs_dd_zero_and_leaves_nothing() {
+    run_dd("oci:crun", "oci");
+}
+
+#[test]
+fn runc_runs_dd_zero_and_leaves_nothing() {
+    run_dd("oci:runc", "oci");
+}
+
+#[test]
+fn gvisor_runs_dd_zero_and_leaves_nothing() {
+    run_dd("gvisor", "gvisor");
+}
+
+#[test]
+fn ns_killed_then_cleaned_up() {
+    kill_then_cleanup("ns");
+}
+
+#[test]
+fn crun_killed_then_cleaned_up() {
+    kill_then_cleanup("oci:crun");
+}
+
+#[test]
+fn runc_killed_then_cleaned_up() {
+    kill_then_cleanup("oci:runc");
+}
+
+#[test]
+fn gvisor_killed_then_cleaned_up() {
+    kill_then_cleanup("gvisor");
+}
+
+/// A runtime that answers `--version` but fails to start anything: the target
+/// fails, the run still completes, and everything made for it is removed.
+#[test]
+fn a_failing_runtime_leaves_nothing() {
+    if let Some(why) = skip_reason("oci:runc") {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let sb = sandbox();
+    let bin = sb.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("runc");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\necho 'injected failure' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd(
+        &sb,
+        &[
+            "run",
+            "-t",
+            "oci:runc",
+            "-w",
+            "dd-zero",
+            "--reps",
+            "2",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
+        ],
+    )
+    .env("PATH", path)
+    .timeout(Duration::from_secs(120))
+    .assert()
+    .success();
+    let r = results_json(&sb.run_dir("out"));
+    let run_id = r["run_id"].as_str().expect("run_id").to_string();
+    let failures = r["failures"].as_array().expect("failures");
+    assert!(
+        failures.iter().any(|f| f["kind"] == "target_failed"),
+        "{r:#}"
+    );
+    assert_nothing_left(&run_id);
+}
