@@ -57,6 +57,9 @@ pub fn parse(name: &str) -> Result<TargetKind, String> {
 pub fn class_of(kind: &TargetKind) -> &'static str {
     match kind {
         TargetKind::Native => "none (baseline)",
+        TargetKind::Ns => "OS-level virtualization (namespaces + cgroups)",
+        TargetKind::Oci(_) => "OS-level virtualization (OCI container)",
+        TargetKind::Gvisor => "application kernel (sandbox)",
     }
 }
 
