@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{ByteSize, Dur};
 
+mod dbench;
 mod dd;
+mod fileio;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,7 +259,7 @@ pub fn always() -> Result<(), String> {
 }
 
 /// The whole built-in suite, in catalog order.
-pub static ALL: &[&Workload] = &[&dd::DD_ZERO];
+pub static ALL: &[&Workload] = &[&dd::DD_ZERO, &fileio::FILEIO, &dd::DD_COPY, &dbench::DBENCH];
 
 /// Look a workload up by name.
 pub fn find(name: &str) -> Option<&'static Workload> {
