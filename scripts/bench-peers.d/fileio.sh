@@ -12,14 +12,21 @@
 # - before every measurement the caches are flushed (sync) and, as root, dropped;
 #   runs alternate which side goes first; the median of RUNS runs is compared.
 #
-# Environment: VIRTMARK (binary, default target/release/virtmark), RUNS (default 5),
-# FILEIO_SIZE (bytes, default 268435456 = the quick preset), FILEIO_DIR (default /var/tmp),
+# - both write incompressible data (fio's default random buffers; virtmark's random
+#   records stamped per 4 KiB block): a host that compresses or deduplicates the
+#   virtual disk must treat both alike.
+#
+# The default size is 1 GiB rather than the quick preset's 256 MiB: a cached 256 MiB
+# read lasts ~60 ms, too short to measure on a busy machine.
+#
+# Environment: VIRTMARK (binary, default target/release/virtmark), RUNS (default 7),
+# FILEIO_SIZE (bytes, default 1073741824), FILEIO_DIR (default /var/tmp),
 # FILEIO_DIRECT=1 adds O_DIRECT checks (fio --direct=1).
 set -euo pipefail
 
 VIRTMARK=${VIRTMARK:-target/release/virtmark}
-RUNS=${RUNS:-5}
-SIZE=${FILEIO_SIZE:-268435456}
+RUNS=${RUNS:-7}
+SIZE=${FILEIO_SIZE:-1073741824}
 BS=65536
 GOAL=0.95
 
