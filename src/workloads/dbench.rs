@@ -4,8 +4,9 @@
 //! every client creates and opens files, reads and writes them at various offsets and
 //! sizes, stats paths and handles, lists directories, renames, unlinks and flushes
 //! (`Flush` is an `fsync` in dbench 4). Here each client is a thread that draws
-//! operations at random in the trace's proportions (counted from dbench's own per-op
-//! statistics) inside its own directory tree; the trace is modelled, not replayed.
+//! operations at random in the trace's proportions (counted from dbench 4's
+//! `client.txt`, including its read and write sizes) inside its own directory tree;
+//! the trace is modelled, not replayed.
 //! As in dbench, throughput counts the bytes read and written.
 
 use std::fs::{File, OpenOptions};
@@ -50,34 +51,45 @@ enum Op {
     Flush,
 }
 
-/// Weights per 10,000 operations: the proportions of dbench 4's per-operation counts
-/// for `client.txt` (NTCreateX 17%, Close 12.5%, ReadX 27%, WriteX 8.5%, QPathInfo
-/// 15.5%, Find 6%, ...). LockX/UnlockX (0.1% together) are left out.
+/// Weights per 10,000 operations: the share of each operation in dbench 4's
+/// `client.txt` (counted over its 458,000 lines: ReadX 27.1%, NTCreateX 17.3%,
+/// QUERY_PATH_INFORMATION 15.7%, Close 12.7%, WriteX 8.6%, FIND_FIRST 6.1%, ...).
+/// LockX/UnlockX (0.06% each) are left out.
 const MIX: [(Op, u32); 14] = [
-    (Op::NtCreateX, 1700),
-    (Op::Close, 1250),
-    (Op::Rename, 70),
-    (Op::Unlink, 345),
-    (Op::Mkdir, 3),
-    (Op::Deltree, 3),
-    (Op::QPathInfo, 1550),
-    (Op::QFileInfo, 270),
-    (Op::QFsInfo, 285),
-    (Op::SFileInfo, 140),
-    (Op::Find, 600),
-    (Op::WriteX, 845),
-    (Op::ReadX, 2680),
-    (Op::Flush, 120),
+    (Op::NtCreateX, 1729),
+    (Op::Close, 1270),
+    (Op::Rename, 73),
+    (Op::Unlink, 349),
+    (Op::Mkdir, 1),
+    (Op::Deltree, 1),
+    (Op::QPathInfo, 1567),
+    (Op::QFileInfo, 275),
+    (Op::QFsInfo, 287),
+    (Op::SFileInfo, 141),
+    (Op::Find, 606),
+    (Op::WriteX, 862),
+    (Op::ReadX, 2710),
+    (Op::Flush, 121),
 ];
 
-/// Read/write sizes in bytes and their weights (the trace's SMB requests: many of a
-/// few KiB, many of 64 KiB).
-const IO_SIZES: [(usize, u32); 5] = [
-    (1024, 15),
-    (4096, 25),
-    (16384, 20),
-    (32768, 15),
-    (65536, 25),
+/// ReadX sizes (bytes) and weights per 1,000, bucketed from `client.txt`: 73% are
+/// 4 KiB, 13% 64 KiB; mean 12.5 KB (the trace's: 11.9 KB).
+const READ_SIZES: [(usize, u32); 5] = [
+    (512, 72),
+    (4096, 731),
+    (10240, 60),
+    (32768, 3),
+    (65536, 134),
+];
+
+/// WriteX sizes (bytes) and weights per 1,000, bucketed from `client.txt`: 35% are
+/// 64 KiB, 22% tiny; mean 26.3 KB (the trace's: 25.7 KB).
+const WRITE_SIZES: [(usize, u32); 5] = [
+    (64, 224),
+    (4096, 297),
+    (10240, 85),
+    (24576, 39),
+    (65536, 354),
 ];
 
 /// Files each client starts with, spread over its directories.
@@ -297,13 +309,9 @@ impl Client {
         Ok(self.rng.usize(0..self.open.len()))
     }
 
-    fn io_size(&mut self) -> usize {
-        pick_weighted(&mut self.rng, &IO_SIZES)
-    }
-
     fn read(&mut self) -> Result<(), WorkloadError> {
         let h = self.handle()?;
-        let size = self.io_size();
+        let size = pick_weighted(&mut self.rng, &READ_SIZES);
         let id = self.open[h].id;
         let len = self.files.iter().find(|e| e.id == id).map_or(0, |e| e.len);
         let off = if len > size as u64 {
@@ -321,7 +329,7 @@ impl Client {
 
     fn write(&mut self) -> Result<(), WorkloadError> {
         let h = self.handle()?;
-        let size = self.io_size();
+        let size = pick_weighted(&mut self.rng, &WRITE_SIZES);
         let id = self.open[h].id;
         let Some(e) = self.files.iter_mut().find(|e| e.id == id) else {
             return Err(WorkloadError::Failed(format!("dbench: lost file {id}")));
@@ -619,9 +627,12 @@ mod tests {
     }
 
     #[test]
-    fn mix_weights_sum_to_ten_thousand_or_so() {
+    fn weights_sum_to_their_scale() {
         let total: u32 = MIX.iter().map(|(_, w)| w).sum();
-        assert!((9800..=10000).contains(&total), "{total}");
+        assert!((9980..=10000).contains(&total), "{total}");
+        for table in [&READ_SIZES, &WRITE_SIZES] {
+            assert_eq!(table.iter().map(|(_, w)| w).sum::<u32>(), 1000);
+        }
     }
 
     #[test]
