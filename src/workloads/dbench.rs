@@ -86,7 +86,7 @@ const READ_SIZES: [(usize, u32); 5] = [
 /// 64 KiB, 22% tiny; mean 26.3 KB (the trace's: 25.7 KB).
 const WRITE_SIZES: [(usize, u32); 5] = [
     (64, 224),
-    (4096, 297),
+    (4096, 298),
     (10240, 85),
     (24576, 39),
     (65536, 354),
