@@ -17,7 +17,9 @@ use crate::units::{ByteSize, Dur};
 
 mod build;
 mod compress;
+mod dbench;
 mod dd;
+mod fileio;
 mod net;
 mod oltp;
 mod rsync;
@@ -263,14 +265,17 @@ pub fn always() -> Result<(), String> {
 
 /// The whole built-in suite, in catalog order.
 pub static ALL: &[&Workload] = &[
+    &compress::COMPRESS,
+    &fileio::FILEIO,
+    &dd::DD_COPY,
     &dd::DD_ZERO,
+    &dbench::DBENCH,
     &net::NET_STREAM,
     &net::NET_MAERTS,
     &net::NET_SENDFILE,
     &net::NET_RR,
     &rsync::RSYNC_TREE,
     &rsync::RSYNC_FILE,
-    &compress::COMPRESS,
     &oltp::OLTP,
     &build::BUILD,
 ];
