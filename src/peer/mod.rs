@@ -31,10 +31,11 @@
 //! | `TREE` | `files=<n>`, `bytes=<n>`, `seed=<u64>` (1) | the peer sends a deterministic kernel-like file tree of `files` files and `bytes` bytes of data in [tree frames](#tree-frames), then closes (`OK files=<n> bytes=<n> dirs=<n>`) |
 //! | `FILE` | `bytes=<n>`, `seed=<u64>` (1) | as `TREE` with one file named `image.iso` |
 //!
-//! Reserved for the isolation step (refused with `ERR` by this version until they are
-//! implemented): `UDP-DISCARD` (the peer opens a UDP port that swallows datagrams and
-//! answers `OK port=<n>`) and `UDP-FLOOD` (the peer sends datagrams toward the
-//! client's UDP port, `port=`, `size=`, `secs=`).
+//! | `UDP-DISCARD` | — | the peer opens a UDP port on its address that swallows datagrams (`OK port=<n>`) until the client closes this connection (the isolation step's `udp-send` stressor) |
+//! | `UDP-FLOOD` | `port=<n>`, `size=<bytes>` (61440), `secs=<f64>` (1) | the peer sends `size`-byte datagrams as fast as it can toward the client's address (the one this connection comes from) at UDP `port`, with 4 threads, for `secs` or until the client closes this connection (the `udp-recv` stressor) |
+//!
+//! UDP traffic only ever goes to the address a client connected from, so it stays
+//! on loopback or inside virtmark's own namespaces, like every TCP test.
 //!
 //! ## Tree frames
 //!
@@ -124,6 +125,17 @@ pub enum Test {
         /// Generator seed.
         seed: u64,
     },
+    /// A UDP port that swallows datagrams while the connection stays open.
+    UdpDiscard,
+    /// Datagrams toward the client's UDP `port`.
+    UdpFlood {
+        /// The client's UDP port.
+        port: u16,
+        /// Datagram size.
+        size: usize,
+        /// Longest flood, seconds.
+        secs: f64,
+    },
 }
 
 impl fmt::Display for Test {
@@ -144,6 +156,10 @@ impl fmt::Display for Test {
                 write!(f, "TREE files={files} bytes={bytes} seed={seed}")
             }
             Test::File { bytes, seed } => write!(f, "FILE bytes={bytes} seed={seed}"),
+            Test::UdpDiscard => write!(f, "UDP-DISCARD"),
+            Test::UdpFlood { port, size, secs } => {
+                write!(f, "UDP-FLOOD port={port} size={size} secs={secs}")
+            }
         }
     }
 }
@@ -179,12 +195,11 @@ pub fn parse_header(line: &str) -> Result<Test, String> {
         "RR" => &["req", "resp", "cpu"],
         "TREE" => &["files", "bytes", "seed"],
         "FILE" => &["bytes", "seed"],
-        "UDP-DISCARD" | "UDP-FLOOD" => {
-            return Err(format!("test {test} is not implemented by this peer"))
-        }
+        "UDP-DISCARD" => &[],
+        "UDP-FLOOD" => &["port", "size", "secs"],
         other => {
             return Err(format!(
-                "unknown test {other:?} (known: STREAM, MAERTS, RR, TREE, FILE)"
+                "unknown test {other:?} (known: STREAM, MAERTS, RR, TREE, FILE, UDP-DISCARD, UDP-FLOOD)"
             ))
         }
     };
@@ -242,6 +257,18 @@ pub fn parse_header(line: &str) -> Result<Test, String> {
         "FILE" => Test::File {
             bytes: num("bytes", None, MAX_TREE_BYTES)?,
             seed: num("seed", Some(1), u64::MAX)?,
+        },
+        "UDP-DISCARD" => Test::UdpDiscard,
+        "UDP-FLOOD" => Test::UdpFlood {
+            port: positive("port", None, 65535)? as u16,
+            size: positive("size", Some(61440), 65507)? as usize,
+            secs: match get("secs") {
+                None => 1.0,
+                Some(v) => match f64::from_str(v) {
+                    Ok(s) if s > 0.0 && s <= MAX_SECS => s,
+                    _ => return Err(format!("secs={v:?} is not a duration in (0, {MAX_SECS}]")),
+                },
+            },
         },
         _ => unreachable!("test names were checked above"),
     })
@@ -392,7 +419,60 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
             let t = tree::cached(tree::Spec::File { bytes, seed });
             serve_tree(s, &t)
         }
+        Test::UdpDiscard => serve_udp_discard(s),
+        Test::UdpFlood { port, size, secs } => serve_udp_flood(s, port, size, secs),
     }
+}
+
+/// Wait until the client closes the control connection (or sends anything).
+fn wait_for_close(s: &mut TcpStream) {
+    let mut b = [0u8; 64];
+    let _ = s.read(&mut b);
+}
+
+fn serve_udp_discard(mut s: TcpStream) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind(SocketAddr::new(s.local_addr()?.ip(), 0))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    writeln!(s, "OK port={}", sock.local_addr()?.port())?;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut buf = vec![0u8; 65536];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = sock.recv(&mut buf);
+            }
+        });
+        wait_for_close(&mut s);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    Ok(())
+}
+
+fn serve_udp_flood(mut s: TcpStream, port: u16, size: usize, secs: f64) -> io::Result<()> {
+    // Only toward the address this client connected from.
+    let to = SocketAddr::new(s.peer_addr()?.ip(), port);
+    let local = SocketAddr::new(s.local_addr()?.ip(), 0);
+    writeln!(s, "OK port={port} size={size}")?;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| -> io::Result<()> {
+        for _ in 0..4 {
+            let sock = std::net::UdpSocket::bind(local)?;
+            sock.connect(to)?;
+            let done = &done;
+            sc.spawn(move || {
+                let buf = vec![0x5au8; size];
+                while !done.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                    // ECONNREFUSED (ICMP port unreachable) and ENOBUFS are part of flooding.
+                    let _ = sock.send(&buf);
+                }
+            });
+        }
+        s.set_read_timeout(Some(Duration::from_secs_f64(secs)))?;
+        wait_for_close(&mut s);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    })
 }
 
 fn serve_stream(mut s: TcpStream) -> io::Result<()> {
@@ -657,7 +737,7 @@ mod tests {
             ("VMPEER2 STREAM", "unsupported protocol"),
             ("VMPEER1", "no test"),
             ("VMPEER1 DANCE", "unknown test"),
-            ("VMPEER1 UDP-FLOOD port=9", "not implemented"),
+            ("VMPEER1 UDP-FLOOD", "needs port="),
             ("VMPEER1 STREAM bs=1", "takes no parameter"),
             ("VMPEER1 RR req=0", "at least 1"),
             ("VMPEER1 RR req=x", "not a non-negative integer"),

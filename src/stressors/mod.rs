@@ -353,3 +353,74 @@ fn udp_recv(p: &StressParams, start: Instant, d: Duration) -> anyhow::Result<Don
     let _ = ctl.flush();
     Ok((got.into_inner() as f64, "datagrams received", None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(ms: u64) -> StressParams {
+        StressParams {
+            duration_ms: ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cpu_and_memory_stressors_work_and_stop_on_time() {
+        let t = Instant::now();
+        let r = run(
+            "cpu",
+            &StressParams {
+                threads: Some(1),
+                ..params(200)
+            },
+        )
+        .unwrap();
+        assert!(r.amount > 0.0 && r.unit == "loops");
+        let r = run(
+            "memory",
+            &StressParams {
+                memory_cap: Some(32 << 20),
+                ..params(3000)
+            },
+        )
+        .unwrap();
+        assert_eq!(r.amount, (32 << 20) as f64);
+        assert!(r.limit.unwrap().contains("cap"));
+        assert!(t.elapsed() < Duration::from_secs(8));
+    }
+
+    #[test]
+    fn disk_stressor_writes_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(
+            "disk",
+            &StressParams {
+                threads: Some(2),
+                dir: Some(dir.path().to_path_buf()),
+                ..params(300)
+            },
+        )
+        .unwrap();
+        assert_eq!(r.unit, "bytes");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn udp_stressors_talk_to_the_peer_on_loopback() {
+        let addr = crate::peer::Peer::bind("127.0.0.1:0")
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let p = StressParams {
+            peer: Some(addr.to_string()),
+            threads: Some(1),
+            ..params(300)
+        };
+        let sent = run("udp-send", &p).unwrap();
+        assert!(sent.amount > 0.0, "{sent:?}");
+        let got = run("udp-recv", &p).unwrap();
+        assert!(got.amount > 0.0, "{got:?}");
+        assert!(run("dance", &p).is_err());
+    }
+}
