@@ -24,6 +24,72 @@ pub struct Plan {
     /// The scalability step (`virtmark scale`), when planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScalePlan>,
+    /// The isolation step (`virtmark isolate`), when planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IsolationPlan>,
+}
+
+/// The `[isolation]` table: k instances, one of which misbehaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IsolationPlan {
+    /// Instances (one misbehaves, the others keep going).
+    #[serde(default = "default_isolation_instances")]
+    pub instances: u32,
+    /// Stressors run in turn by instance 0.
+    #[serde(default = "default_stressors")]
+    pub stressors: Vec<String>,
+    /// Measurement window of each round (default 3s quick, 30s faithful).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Dur>,
+    /// Memory of each instance (the bound of the memory bomb in a target).
+    #[serde(default = "default_isolation_memory")]
+    pub memory: crate::units::ByteSize,
+    /// Offered request rate of the well-behaved load, per instance.
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    /// Let memory, fork and disk stressors run on `native` (bounded all the same).
+    #[serde(default)]
+    pub allow_host_stress: bool,
+}
+
+fn default_isolation_instances() -> u32 {
+    4
+}
+fn default_stressors() -> Vec<String> {
+    crate::stressors::KINDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn default_isolation_memory() -> crate::units::ByteSize {
+    crate::units::ByteSize::mib(512)
+}
+fn default_rate() -> u32 {
+    500
+}
+
+impl Default for IsolationPlan {
+    fn default() -> Self {
+        IsolationPlan {
+            instances: default_isolation_instances(),
+            stressors: default_stressors(),
+            window: None,
+            memory: default_isolation_memory(),
+            rate: default_rate(),
+            allow_host_stress: false,
+        }
+    }
+}
+
+impl IsolationPlan {
+    /// The measurement window for a preset.
+    pub fn window(&self, preset: Preset) -> Dur {
+        self.window.unwrap_or(Dur(match preset {
+            Preset::Quick => std::time::Duration::from_secs(3),
+            Preset::Faithful => std::time::Duration::from_secs(30),
+        }))
+    }
 }
 
 /// The `[scale]` table: n instances of one target at once.
@@ -214,6 +280,40 @@ impl Plan {
         }
         for w in self.params.keys() {
             check_workload(origin, "params", w)?;
+        }
+        if let Some(iso) = &self.isolation {
+            if !(2..=64).contains(&iso.instances) {
+                return Err(UserError(format!(
+                    "{origin}: isolation.instances = {}: give 2 to 64 (one misbehaves, the others are measured)",
+                    iso.instances
+                )));
+            }
+            if iso.stressors.is_empty() {
+                return Err(UserError(format!(
+                    "{origin}: isolation.stressors is empty: name some of {}",
+                    crate::stressors::KINDS.join(", ")
+                )));
+            }
+            for st in &iso.stressors {
+                if !crate::stressors::KINDS.contains(&st.as_str()) {
+                    return Err(UserError(format!(
+                        "{origin}: isolation.stressors: unknown stressor {st:?} (known: {}, or all)",
+                        crate::stressors::KINDS.join(", ")
+                    )));
+                }
+            }
+            if iso.rate == 0 || iso.rate > 100_000 {
+                return Err(UserError(format!(
+                    "{origin}: isolation.rate = {}: give 1 to 100000 requests per second",
+                    iso.rate
+                )));
+            }
+            if iso.memory.bytes() < 32 << 20 {
+                return Err(UserError(format!(
+                    "{origin}: isolation.memory = {}: give at least 32MiB",
+                    iso.memory
+                )));
+            }
         }
         if let Some(sc) = &self.scale {
             check_workload(origin, "scale.workload", &sc.workload)?;

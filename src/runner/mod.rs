@@ -5,6 +5,7 @@
 //! [`scale`] runs n instances at once.
 
 pub mod conn;
+pub mod isolate;
 pub mod progress;
 pub mod scale;
 pub mod session;

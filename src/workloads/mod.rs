@@ -20,8 +20,9 @@ mod compress;
 mod dbench;
 mod dd;
 mod fileio;
-mod net;
+pub(crate) mod net;
 mod oltp;
+mod paced;
 mod rsync;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
@@ -101,6 +102,12 @@ pub struct Params {
     /// Bypass the page cache (O_DIRECT) where the workload supports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct: Option<bool>,
+    /// Offered request rate, requests per second (rr-paced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
+    /// Longest time for a response to count as good (rr-paced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Dur>,
 }
 
 /// One measured figure.
@@ -280,9 +287,15 @@ pub static ALL: &[&Workload] = &[
     &build::BUILD,
 ];
 
-/// Look a workload up by name.
+/// Workloads of the other steps, not in the default overhead suite.
+pub static STEP_WORKLOADS: &[&Workload] = &[&paced::RR_PACED];
+
+/// Look a workload up by name (suite and step workloads).
 pub fn find(name: &str) -> Option<&'static Workload> {
-    ALL.iter().copied().find(|w| w.name == name)
+    ALL.iter()
+        .chain(STEP_WORKLOADS.iter())
+        .copied()
+        .find(|w| w.name == name)
 }
 
 /// Names of every workload, for error messages.
