@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// Results database (default: $VIRTMARK_DB or the user's data directory).
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Peer (host:port) that ssh targets reach directly, instead of an ssh
+    /// reverse tunnel to the local peer.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<String>,
 }
 
 /// `--preset` values.
@@ -159,6 +163,9 @@ pub fn build_plan(args: &RunArgs) -> Result<Plan> {
     }
     if let Some(d) = args.deadline {
         r.deadline = d;
+    }
+    if let Some(p) = &args.peer {
+        r.peer = Some(p.clone());
     }
     if let Some(p) = args.preset {
         r.preset = match p {

@@ -117,7 +117,10 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     let workload_names = plan.workload_names();
     let mut kinds = Vec::new();
     for t in &target_names {
-        let kind = targets::parse(t).map_err(user)?;
+        let mut kind = targets::parse(t).map_err(user)?;
+        if let targets::TargetKind::Ssh(s) = &mut kind {
+            s.peer = plan.run.peer.clone();
+        }
         targets::driver(&kind)
             .available()
             .map_err(|why| user(format!("target {t} is not available here: {why}")))?;

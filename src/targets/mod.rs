@@ -12,25 +12,34 @@ use std::time::Duration;
 use ledger::{Ledger, Resource};
 
 pub mod ledger;
+pub mod lxc;
 mod native;
 pub mod netns;
 pub mod peer;
 pub mod rootfs;
+pub mod ssh;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// The agent as a child process of virtmark: the baseline.
     Native,
+    /// An LXC application container (`lxc-execute`).
+    Lxc,
+    /// Any machine reachable over ssh (`ssh:[user@]host[:port]`).
+    Ssh(ssh::SshTarget),
 }
 
 /// Every target name this build knows, for help and error messages.
-pub const KNOWN: &[&str] = &["native"];
+/// Names with `<…>` are patterns (`ssh:<host>`), never offered by default.
+pub const KNOWN: &[&str] = &["native", "lxc", "ssh:<host>"];
 
 /// Parse a target name (`native`, …).
 pub fn parse(name: &str) -> Result<TargetKind, String> {
     match name {
         "native" => Ok(TargetKind::Native),
+        "lxc" => Ok(TargetKind::Lxc),
+        s if s.starts_with("ssh:") => ssh::SshTarget::parse(&s[4..]).map(TargetKind::Ssh),
         other => Err(format!(
             "unknown target {other:?} (known: {})",
             KNOWN.join(", ")
@@ -92,6 +101,8 @@ pub trait Driver {
 pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
     match kind {
         TargetKind::Native => Box::new(native::Native),
+        TargetKind::Lxc => Box::new(lxc::Lxc),
+        TargetKind::Ssh(t) => Box::new(ssh::Ssh(t.clone())),
     }
 }
 
@@ -99,6 +110,7 @@ pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
 pub fn available_targets() -> Vec<String> {
     KNOWN
         .iter()
+        .filter(|n| !n.contains('<'))
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()
@@ -143,6 +155,17 @@ impl Guard {
         self.ledger.record(&res)?;
         // Owned even if `create` fails half-way: teardown removes what exists.
         self.held.push(Held::Res(res));
+        create()
+    }
+
+    /// Like [`Guard::create`] for several resources at once (one ledger flush).
+    pub fn create_all<T>(
+        &mut self,
+        res: Vec<Resource>,
+        create: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.ledger.record_all(&res)?;
+        self.held.extend(res.into_iter().map(Held::Res));
         create()
     }
 
