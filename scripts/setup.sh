@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Debian packages, by what needs them:
 #   build workload: gcc, make;  peers: iperf3, fio, sysbench, stress-ng, virt-what
-pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc busybox-static)
+#   targets: iproute2, crun, runc, runsc (gvisor), busybox-static, lxc, openssh (ssh: and its test)
+pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc busybox-static lxc openssh-server openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -129,6 +129,10 @@ pub struct CommonArgs {
     /// Results database (default: $VIRTMARK_DB or the user's data directory).
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Peer (host:port) that ssh targets reach directly, instead of an ssh
+    /// reverse tunnel to the local peer.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<String>,
 }
 
 /// Options of `virtmark scale`.
@@ -223,6 +227,9 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
     }
     if let Some(d) = args.deadline {
         r.deadline = d;
+    }
+    if let Some(p) = &args.peer {
+        r.peer = Some(p.clone());
     }
     if let Some(p) = args.preset {
         r.preset = match p {
@@ -403,6 +410,14 @@ fn cmd_targets() -> Result<()> {
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header(vec!["target", "class", "available here"]);
     for name in crate::targets::KNOWN {
+        if name.contains('<') {
+            table.add_row(vec![
+                name.to_string(),
+                "whatever the remote host is".to_string(),
+                "give a host: ssh:[user@]host[:port] (checked when used)".to_string(),
+            ]);
+            continue;
+        }
         let kind = crate::targets::parse(name).map_err(anyhow::Error::msg)?;
         let d = crate::targets::driver(&kind);
         table.add_row(vec![

@@ -156,6 +156,10 @@ pub struct RunSection {
     /// Workloads; absent means the whole built-in suite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<Vec<String>>,
+    /// A peer (`host:port`) that remote targets (`ssh:`) reach directly, instead
+    /// of the default ssh reverse tunnel to the local peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 fn default_reps() -> u32 {
@@ -178,6 +182,7 @@ impl Default for RunSection {
             deadline: default_deadline(),
             targets: None,
             workloads: None,
+            peer: None,
         }
     }
 }
@@ -334,6 +339,16 @@ impl Plan {
                     sc.memory_total,
                     smallest >> 20,
                     sc.instances.last().unwrap_or(&1)
+                )));
+            }
+        }
+        if let Some(p) = &r.peer {
+            let ok = p
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0));
+            if !ok {
+                return Err(UserError(format!(
+                    "{origin}: run.peer = {p:?}: expected host:port (e.g. 192.0.2.9:7700)"
                 )));
             }
         }

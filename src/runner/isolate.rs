@@ -22,7 +22,6 @@ use crate::results::{
 use crate::stats;
 use crate::stressors::{StressParams, DESTRUCTIVE};
 use crate::targets::TargetKind;
-use crate::workloads::Params;
 
 /// The well-behaved workload.
 pub const GOOD_WORKLOAD: &str = "rr-paced";
@@ -62,15 +61,12 @@ pub fn isolate(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     let window = iso.window(plan.run.preset);
     plan.run.workloads = Some(vec![GOOD_WORKLOAD.into()]);
     plan.run.duration = Some(window);
-    let p = plan
-        .params
-        .entry(GOOD_WORKLOAD.into())
-        .or_default();
+    let p = plan.params.entry(GOOD_WORKLOAD.into()).or_default();
     p.rate.get_or_insert(iso.rate);
     plan.validate("plan")?;
     let target_names = plan.run.targets.clone().unwrap_or_default();
     check_safety(&target_names, &iso)?;
-    let kinds = check_targets(&target_names)?;
+    let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
     let mut s = Session::open(&plan, &target_names, opts, true)?;
     eprintln!(
         "virtmark: isolate {}: {} instance(s) of {} at {}/s each, stressors {}; {} round(s) of {} each",

@@ -107,7 +107,7 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     plan.validate("plan")?;
     let target_names = plan.run.targets.clone().unwrap_or_default();
     let workload_names = plan.workload_names();
-    let kinds = check_targets(&target_names)?;
+    let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
 
     let mut s = Session::open(&plan, &target_names, opts, needs_peer(&workload_names))?;
     eprintln!(

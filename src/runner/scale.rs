@@ -143,7 +143,7 @@ pub fn scale(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     plan.run.duration = Some(plan.duration());
     plan.validate("plan")?;
     let target_names = plan.run.targets.clone().unwrap_or_default();
-    let kinds = check_targets(&target_names)?;
+    let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
     let w = workloads::find(&sp.workload).expect("validated");
     let mut s = Session::open(
         &plan,

@@ -24,12 +24,16 @@ use crate::targets::ledger::{Ledger, Resource};
 use crate::targets::peer::PeerProcess;
 use crate::targets::{self, Instance, StartEnv, TargetKind};
 
-/// Check target names and that each is available here; errors exit 2.
-pub fn check_targets(names: &[String]) -> Result<Vec<TargetKind>> {
+/// Check target names and that each is available here; errors exit 2. `peer`
+/// (`--peer`) tells remote targets where the peer runs.
+pub fn check_targets(names: &[String], peer: Option<&str>) -> Result<Vec<TargetKind>> {
     names
         .iter()
         .map(|t| {
-            let kind = targets::parse(t).map_err(user)?;
+            let mut kind = targets::parse(t).map_err(user)?;
+            if let TargetKind::Ssh(s) = &mut kind {
+                s.peer = peer.map(String::from);
+            }
             targets::driver(&kind)
                 .available()
                 .map_err(|why| user(format!("target {t} is not available here: {why}")))?;

@@ -165,6 +165,23 @@ impl Ledger {
         self.append(Op::Create, res)
     }
 
+    /// Record several resources before creating them, with one write and one
+    /// flush to disk (each flush costs milliseconds, which start-up time sees).
+    pub fn record_all(&self, res: &[Resource]) -> Result<()> {
+        let mut text = String::new();
+        for r in res {
+            text.push_str(&serde_json::to_string(&Entry {
+                op: Op::Create,
+                res: r.clone(),
+            })?);
+            text.push('\n');
+        }
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("writing ledger {}", self.path.display()))
+    }
+
     /// Record a child process right after spawning it.
     pub fn record_process(&self, pid: u32) -> Result<Resource> {
         let res = Resource::Process {
@@ -360,8 +377,20 @@ pub fn remove(res: &Resource) -> Result<()> {
         Resource::Container { runtime, id, root } => {
             let mut args: Vec<String> = Vec::new();
             if runtime == "lxc" {
-                let _ = run_quiet("lxc-stop", &["-k", "-n", id]);
-                let _ = run_quiet("lxc-destroy", &["-n", id]);
+                // `root` is the container's lxcpath (`-P`) when not the default.
+                let mut base: Vec<String> = Vec::new();
+                if let Some(r) = root {
+                    base.extend(["-P".into(), r.display().to_string()]);
+                }
+                base.extend(["-n".into(), id.clone()]);
+                let mut stop: Vec<&str> = vec!["-k"];
+                stop.extend(base.iter().map(String::as_str));
+                let destroy: Vec<&str> = base.iter().map(String::as_str).collect();
+                let _ = run_quiet("lxc-stop", &stop);
+                let _ = run_quiet("lxc-destroy", &destroy);
+                if let Some(r) = root {
+                    let _ = std::fs::remove_dir_all(r.join(id));
+                }
                 return Ok(());
             }
             if let Some(r) = root {

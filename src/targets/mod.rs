@@ -14,6 +14,7 @@ use ledger::{Ledger, Resource};
 pub mod cgroup;
 mod gvisor;
 pub mod ledger;
+pub mod lxc;
 mod native;
 pub mod netns;
 mod ns;
@@ -21,6 +22,7 @@ mod oci;
 pub mod peer;
 pub mod rootfs;
 pub mod rtnl;
+pub mod ssh;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +35,23 @@ pub enum TargetKind {
     Oci(oci::Runtime),
     /// gVisor (`runsc`) running such a bundle.
     Gvisor,
+    /// An LXC application container (`lxc-execute`).
+    Lxc,
+    /// Any machine reachable over ssh (`ssh:[user@]host[:port]`).
+    Ssh(ssh::SshTarget),
 }
 
 /// Every target name this build knows, for help and error messages.
-pub const KNOWN: &[&str] = &["native", "ns", "oci:crun", "oci:runc", "gvisor"];
+/// Names with `<…>` are patterns (`ssh:<host>`), never offered by default.
+pub const KNOWN: &[&str] = &[
+    "native",
+    "ns",
+    "oci:crun",
+    "oci:runc",
+    "lxc",
+    "gvisor",
+    "ssh:<host>",
+];
 
 /// Parse a target name (`native`, …).
 pub fn parse(name: &str) -> Result<TargetKind, String> {
@@ -46,6 +61,8 @@ pub fn parse(name: &str) -> Result<TargetKind, String> {
         "oci:crun" => Ok(TargetKind::Oci(oci::Runtime::Crun)),
         "oci:runc" => Ok(TargetKind::Oci(oci::Runtime::Runc)),
         "gvisor" => Ok(TargetKind::Gvisor),
+        "lxc" => Ok(TargetKind::Lxc),
+        s if s.starts_with("ssh:") => ssh::SshTarget::parse(&s[4..]).map(TargetKind::Ssh),
         other => Err(format!(
             "unknown target {other:?} (known: {})",
             KNOWN.join(", ")
@@ -60,6 +77,8 @@ pub fn class_of(kind: &TargetKind) -> &'static str {
         TargetKind::Ns => "OS-level virtualization (namespaces + cgroups)",
         TargetKind::Oci(_) => "OS-level virtualization (OCI container)",
         TargetKind::Gvisor => "application kernel (sandbox)",
+        TargetKind::Lxc => "OS-level virtualization (LXC, the OpenVZ / VServer lineage)",
+        TargetKind::Ssh(_) => "whatever the remote host is (see its fingerprint)",
     }
 }
 
@@ -122,6 +141,8 @@ pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
         TargetKind::Ns => Box::new(ns::Ns),
         TargetKind::Oci(rt) => Box::new(oci::Oci(*rt)),
         TargetKind::Gvisor => Box::new(gvisor::Gvisor),
+        TargetKind::Lxc => Box::new(lxc::Lxc),
+        TargetKind::Ssh(t) => Box::new(ssh::Ssh(t.clone())),
     }
 }
 
@@ -129,6 +150,7 @@ pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
 pub fn available_targets() -> Vec<String> {
     KNOWN
         .iter()
+        .filter(|n| !n.contains('<'))
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()
@@ -173,6 +195,17 @@ impl Guard {
         self.ledger.record(&res)?;
         // Owned even if `create` fails half-way: teardown removes what exists.
         self.held.push(Held::Res(res));
+        create()
+    }
+
+    /// Like [`Guard::create`] for several resources at once (one ledger flush).
+    pub fn create_all<T>(
+        &mut self,
+        res: Vec<Resource>,
+        create: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.ledger.record_all(&res)?;
+        self.held.extend(res.into_iter().map(Held::Res));
         create()
     }
 

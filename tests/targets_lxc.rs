@@ -1,0 +1,238 @@
+//! The `lxc` target for real: `virtmark run -t lxc` end to end, the fingerprint
+//! names LXC and its limits, nothing of the run remains afterwards; and after a
+//! SIGKILL of virtmark mid-run, `virtmark cleanup` removes everything.
+//! Skips (with the reason) only where LXC or root is missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{results_json, Sandbox};
+use virtmark::targets::ledger::Resource;
+
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root".into());
+    }
+    if StdCommand::new("lxc-execute")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Some("lxc-execute is not installed (Debian package lxc)".into());
+    }
+    None
+}
+
+/// Every resource a ledger recorded as created.
+/// Whether the process still runs (a zombie has ended; pid 1 reaps it).
+fn alive(pid: i32, start_time: u64) -> bool {
+    virtmark::targets::ledger::process_start_time(pid) == Some(start_time)
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn created(ledger: &Path) -> Vec<Resource> {
+    let text = std::fs::read_to_string(ledger).expect("ledger");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["op"] == "create")
+        .filter_map(|v| serde_json::from_value::<Resource>(v).ok())
+        .collect()
+}
+
+/// Assert that nothing a ledger recorded still exists.
+fn assert_all_gone(ledger: &Path) {
+    let res = created(ledger);
+    assert!(!res.is_empty(), "the ledger recorded nothing");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    for r in &res {
+        match r {
+            Resource::Dir { path } => {
+                assert!(!path.exists(), "{} remains", path.display());
+                let p = path.display().to_string();
+                assert!(
+                    !mounts.lines().any(|l| l.contains(&p)),
+                    "a mount under {p} remains"
+                );
+            }
+            Resource::Cgroup { path } => {
+                assert!(!path.exists(), "cgroup {} remains", path.display())
+            }
+            Resource::Netns { name } => assert!(
+                !Path::new("/run/netns").join(name).exists(),
+                "network namespace {name} remains"
+            ),
+            Resource::Link { name } => assert!(
+                !Path::new("/sys/class/net").join(name).exists(),
+                "link {name} remains"
+            ),
+            Resource::Mount { path } => assert!(
+                !mounts.lines().any(|l| l.split(' ').nth(1) == path.to_str()),
+                "mount {} remains",
+                path.display()
+            ),
+            Resource::Process { pid, start_time } => assert!(
+                !alive(*pid, *start_time),
+                "process {pid} remains: {}",
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+            ),
+            Resource::Container { id, root, .. } => {
+                let out = StdCommand::new("pgrep")
+                    .args(["-f", "--", &format!("-n {id} ")])
+                    .output()
+                    .unwrap();
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+                    "a process of container {id} remains"
+                );
+                if let Some(r) = root {
+                    assert!(!r.join(id).exists(), "{} remains", r.join(id).display());
+                }
+            }
+        }
+    }
+    assert!(
+        res.iter()
+            .any(|r| matches!(r, Resource::Container { runtime, .. } if runtime == "lxc")),
+        "the container was not in the ledger: {res:?}"
+    );
+    assert!(
+        res.iter().any(|r| matches!(r, Resource::Cgroup { .. })),
+        "no cgroup in the ledger: {res:?}"
+    );
+}
+
+#[test]
+fn lxc_runs_dd_zero_and_leaves_nothing() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let sb = Sandbox::new();
+    let reg = sb.path().join("registry");
+    let out = sb
+        .cmd(&[
+            "run",
+            "-t",
+            "lxc",
+            "-w",
+            "dd-zero",
+            "--reps",
+            "2",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
+        ])
+        .env("VIRTMARK_REGISTRY", &reg)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = sb.run_dir("out");
+    let r = results_json(&dir);
+    let samples = r["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2, "{r:#}");
+    assert!(samples.iter().all(|s| s["target"] == "lxc"));
+    let t = &r["targets"][0];
+    assert_eq!(t["name"], "lxc");
+    let fp = &t["fingerprint"];
+    assert_eq!(fp["verdict"]["technology"], "lxc", "{fp:#}");
+    assert_eq!(fp["verdict"]["kind"], "container", "{fp:#}");
+    // The limits virtmark set are the ones the agent sees.
+    assert_eq!(fp["cgroup"]["memory_max"], 2u64 << 30, "{fp:#}");
+    assert_eq!(fp["cgroup"]["pids_max"], 4096, "{fp:#}");
+    let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+    assert_eq!(
+        fp["cgroup"]["cpu_quota_cpus"].as_f64(),
+        Some(cpus),
+        "{fp:#}"
+    );
+    let startup = t["startup_s"].as_f64().unwrap();
+    assert!(startup > 0.0 && startup < 10.0, "startup {startup}");
+    // The configuration is kept with the run.
+    let conf = std::fs::read_to_string(dir.join("agent-lxc.lxc.conf")).unwrap();
+    assert!(conf.contains("lxc.apparmor.profile = unconfined"), "{conf}");
+    assert_all_gone(&dir.join("ledger.jsonl"));
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_then_cleanup_leaves_nothing() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let sb = Sandbox::new();
+    let reg = sb.path().join("registry");
+    let bin = assert_cmd::cargo::cargo_bin("virtmark");
+    let mut child = StdCommand::new(&bin)
+        .current_dir(sb.path())
+        .env("VIRTMARK_DB", sb.db())
+        .env("VIRTMARK_REGISTRY", &reg)
+        .args([
+            "run",
+            "-t",
+            "lxc",
+            "-w",
+            "dd-zero",
+            "--reps",
+            "20",
+            "--duration",
+            "1s",
+            "--out",
+            "out",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the container runs (its lxc-execute is in the ledger).
+    let mut ledger = PathBuf::new();
+    wait_for("the container to start", Duration::from_secs(60), || {
+        let Ok(rd) = std::fs::read_dir(sb.path().join("out")) else {
+            return false;
+        };
+        let Some(d) = rd.flatten().next() else {
+            return false;
+        };
+        ledger = d.path().join("ledger.jsonl");
+        std::fs::read_to_string(&ledger)
+            .is_ok_and(|t| t.contains("\"process\"") && t.contains("\"container\""))
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = sb
+        .cmd(&["cleanup"])
+        .env("VIRTMARK_REGISTRY", &reg)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cleaned"));
+    assert_all_gone(&ledger);
+}
