@@ -27,6 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run the scalability step: n instances of each target at once, n = 1, 2, 4, …
     Scale(ScaleArgs),
+    /// Run the isolation step: k instances, one misbehaving in turn with each stressor.
+    Isolate(IsolateArgs),
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
     /// List every target driver: available here or not, and exactly why not.
@@ -155,6 +157,32 @@ pub struct ScaleArgs {
     pub common: CommonArgs,
 }
 
+/// Options of `virtmark isolate`.
+#[derive(Debug, Args)]
+pub struct IsolateArgs {
+    /// Instances per target; instance 0 misbehaves (default: 4).
+    #[arg(long)]
+    pub instances: Option<u32>,
+    /// Stressors, comma-separated, or `all`: cpu, memory, fork, disk, udp-send, udp-recv.
+    #[arg(long, value_delimiter = ',')]
+    pub stressors: Option<Vec<String>>,
+    /// Measurement window of each round (default: 3s quick, 30s faithful).
+    #[arg(long)]
+    pub window: Option<Dur>,
+    /// Memory of each instance (default: 512MiB).
+    #[arg(long)]
+    pub memory: Option<crate::units::ByteSize>,
+    /// Requests per second each instance offers (default: 500).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Let memory, fork and disk stressors run on native (bounded all the same).
+    #[arg(long)]
+    pub allow_host_stress: bool,
+    /// Options every step takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
 /// `--preset` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
@@ -169,6 +197,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Scale(args) => cmd_scale(args),
+        Command::Isolate(args) => cmd_isolate(args),
         Command::Workloads => cmd_workloads(),
         Command::Targets => cmd_targets(),
         Command::Plan { print_default } => {
@@ -340,6 +369,45 @@ fn cmd_scale(args: ScaleArgs) -> Result<()> {
         out,
         "{}",
         crate::report::terminal::render_scale(&done.record)
+    )?;
+    print_paths(&mut out, &done, &opts)
+}
+
+fn cmd_isolate(args: IsolateArgs) -> Result<()> {
+    let mut plan = build_plan(&args.common, None)?;
+    let mut iso = plan.isolation.clone().unwrap_or_default();
+    if let Some(n) = args.instances {
+        iso.instances = n;
+    }
+    if let Some(st) = args.stressors {
+        iso.stressors = if st.iter().any(|s| s == "all") {
+            crate::stressors::KINDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            st
+        };
+    }
+    if args.window.is_some() {
+        iso.window = args.window;
+    }
+    if let Some(m) = args.memory {
+        iso.memory = m;
+    }
+    if let Some(r) = args.rate {
+        iso.rate = r;
+    }
+    iso.allow_host_stress |= args.allow_host_stress;
+    plan.isolation = Some(iso);
+    plan.validate("command line")?;
+    let opts = run_options(&args.common);
+    let done = crate::runner::isolate::isolate(plan, &opts)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        crate::report::terminal::render_isolation(&done.record)
     )?;
     print_paths(&mut out, &done, &opts)
 }

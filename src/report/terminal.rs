@@ -140,3 +140,46 @@ pub fn render_scale(run: &RunRecord) -> String {
          knee = first n after which the aggregate grows by less than 5%"
     )
 }
+
+fn degradation_text(d: &crate::results::Degradation) -> String {
+    match d {
+        crate::results::Degradation::Percent(p) => format!("{p:.2}%"),
+        crate::results::Degradation::Dnr { dnr } => format!("DNR ({dnr})"),
+    }
+}
+
+/// Render the isolation step like the studies' table: % degradation of the
+/// good-response rate, misbehaving instance and mean of the well-behaved ones.
+pub fn render_isolation(run: &RunRecord) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(vec![
+        "target",
+        "stressor",
+        "well-behaved: degradation",
+        "misbehaving: degradation",
+        "well-behaved p99 (baseline → stressed)",
+        "what the stressor did",
+    ]);
+    let us = |v: Option<f64>| v.map_or("–".into(), |v| format!("{} µs", fmt_num(v)));
+    for e in &run.isolation {
+        table.add_row(vec![
+            e.target.clone(),
+            e.stressor.clone(),
+            degradation_text(&e.degradation.well_behaved),
+            degradation_text(&e.degradation.misbehaving),
+            format!(
+                "{} → {}",
+                us(e.well_behaved_p99_us[1]),
+                us(e.well_behaved_p99_us[0])
+            ),
+            e.stressor_notes.join("; "),
+        ]);
+    }
+    format!(
+        "{table}\ndegradation = loss of good responses per second against the all-well-behaved \
+         baseline (Xu et al.; Matthews et al.); DNR = the instance returned no result"
+    )
+}

@@ -95,7 +95,9 @@ impl AgentConn {
         mut on_progress: impl FnMut(f64, &str),
     ) -> Result<Response, ConnError> {
         let want_id = match req {
-            Request::RunWorkload { id, .. } => Some(*id),
+            Request::RunWorkload { id, .. }
+            | Request::StartStressor { id, .. }
+            | Request::StopStressor { id } => Some(*id),
             _ => None,
         };
         let until = Instant::now() + deadline;
@@ -119,7 +121,10 @@ impl AgentConn {
                 }
                 Ok(msg) => {
                     let id = match &msg {
-                        Response::Sample { id, .. } | Response::Ready { id } => Some(*id),
+                        Response::Sample { id, .. }
+                        | Response::Ready { id }
+                        | Response::StressorStarted { id, .. }
+                        | Response::StressorStopped { id, .. } => Some(*id),
                         Response::Error { id, .. } => *id,
                         _ => None,
                     };
