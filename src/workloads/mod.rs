@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::units::{ByteSize, Dur};
 
 mod dd;
+mod nbench;
+mod stream;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,7 +259,12 @@ pub fn always() -> Result<(), String> {
 }
 
 /// The whole built-in suite, in catalog order.
-pub static ALL: &[&Workload] = &[&dd::DD_ZERO];
+pub static ALL: &[&Workload] = &[
+    &dd::DD_ZERO,
+    &nbench::CPU_INT,
+    &nbench::CPU_FP,
+    &stream::MEM_BW,
+];
 
 /// Look a workload up by name.
 pub fn find(name: &str) -> Option<&'static Workload> {
