@@ -11,37 +11,37 @@ use crate::workloads::WorkloadError;
 pub(crate) static KERNELS: &[Kernel] = &[
     Kernel {
         name: "numeric_sort",
-        reference: 20.4,
+        reference: 10.0,
         iteration: "a heap sort of 8111 i32",
         setup: NumSort::boxed,
     },
     Kernel {
         name: "string_sort",
-        reference: 17.0,
+        reference: 5.85,
         iteration: "a heap sort of 4000 strings of 4-80 bytes, then gathering them in order",
         setup: StrSort::boxed,
     },
     Kernel {
         name: "bitfield",
-        reference: 11.6,
+        reference: 12.5,
         iteration: "1000 bit-by-bit runs (clear, set, toggle) of 1-1024 bits over a 512 Kibit map",
         setup: Bitfield::boxed,
     },
     Kernel {
         name: "idea",
-        reference: 11.3,
+        reference: 22.0,
         iteration: "IDEA encryption and decryption of 16 KiB",
         setup: Idea::boxed,
     },
     Kernel {
         name: "huffman",
-        reference: 9.7,
+        reference: 20.5,
         iteration: "building the Huffman code of 16 KiB of text, compressing and expanding it",
         setup: Huffman::boxed,
     },
     Kernel {
         name: "assignment",
-        reference: 8.2,
+        reference: 31.0,
         iteration: "solving a 101x101 assignment problem (Hungarian method)",
         setup: Assignment::boxed,
     },
