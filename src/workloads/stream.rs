@@ -352,12 +352,29 @@ fn check(a: &[f64], b: &[f64], c: &[f64], trials: u32) -> Result<(), WorkloadErr
     Ok(())
 }
 
-/// `MemAvailable` from `/proc/meminfo` (`None` when it cannot be read).
+/// Memory this process may still use: `MemAvailable` from `/proc/meminfo`, lowered to
+/// the room left under a cgroup v2 limit (containers; `None` when neither can be read).
 fn mem_available_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        });
+    let read = |f: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let cgroup =
+        read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    match (meminfo, cgroup) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
+    }
 }
 
 /// Size of the largest CPU cache, from sysfs (`None` when it cannot be read).

@@ -11,20 +11,20 @@ use crate::workloads::WorkloadError;
 pub(crate) static KERNELS: &[Kernel] = &[
     Kernel {
         name: "fourier",
-        reference: 11.5,
+        reference: 20.0,
         iteration:
             "the first 50 Fourier coefficient pairs of (x+1)^x on [0, 2], 200-step trapezoids",
         setup: Fourier::boxed,
     },
     Kernel {
         name: "neural_net",
-        reference: 19.0,
+        reference: 35.0,
         iteration: "20 back-propagation epochs of a 35-8-8 net over 26 patterns",
         setup: NeuralNet::boxed,
     },
     Kernel {
         name: "lu_decomposition",
-        reference: 27.0,
+        reference: 46.0,
         iteration:
             "solving a 101x101 linear system by Crout LU decomposition with partial pivoting",
         setup: Lu::boxed,

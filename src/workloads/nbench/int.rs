@@ -11,37 +11,37 @@ use crate::workloads::WorkloadError;
 pub(crate) static KERNELS: &[Kernel] = &[
     Kernel {
         name: "numeric_sort",
-        reference: 10.0,
+        reference: 24.0,
         iteration: "a heap sort of 8111 i32",
         setup: NumSort::boxed,
     },
     Kernel {
         name: "string_sort",
-        reference: 5.85,
+        reference: 12.0,
         iteration: "a heap sort of 4000 strings of 4-80 bytes, then gathering them in order",
         setup: StrSort::boxed,
     },
     Kernel {
         name: "bitfield",
-        reference: 12.5,
+        reference: 27.0,
         iteration: "1000 bit-by-bit runs (clear, set, toggle) of 1-1024 bits over a 512 Kibit map",
         setup: Bitfield::boxed,
     },
     Kernel {
         name: "idea",
-        reference: 22.0,
+        reference: 44.0,
         iteration: "IDEA encryption and decryption of 16 KiB",
         setup: Idea::boxed,
     },
     Kernel {
         name: "huffman",
-        reference: 20.5,
+        reference: 55.0,
         iteration: "building the Huffman code of 16 KiB of text, compressing and expanding it",
         setup: Huffman::boxed,
     },
     Kernel {
         name: "assignment",
-        reference: 31.0,
+        reference: 70.0,
         iteration: "solving a 101x101 assignment problem (Hungarian method)",
         setup: Assignment::boxed,
     },

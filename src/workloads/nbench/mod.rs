@@ -14,10 +14,12 @@
 //! removed would fail the run rather than inflate it.
 //!
 //! The index is `geomean(rate_k / REF_k)`. The `REF_k` constants (each kernel's
-//! `reference`) are fixed: one hundredth of the rate the release build measured on the
+//! `reference`) are fixed: one hundredth of the rate the release build reached on the
 //! development machine (AMD EPYC, family 25 model 17, 2 vCPUs of a KVM guest, Debian
-//! 12, rustc 1.85+), so that machine scores about 100. They are not measured at run
-//! time; changing a kernel's iteration means changing its constant.
+//! 12, rustc 1.95), so that machine scores about 100 when idle. They were taken as
+//! the best of eight 2-second runs, because other processes shared the machine and can
+//! only lower a rate. They are not measured at run time; changing what one iteration
+//! does means changing its constant.
 
 use std::time::{Duration, Instant};
 
