@@ -15,7 +15,9 @@
 //! had dropped would fail the run.
 //!
 //! Parameters: `size` (bytes per array; default 80 MB, i.e. 10⁷ elements, quick, and
-//! the larger of 640 MB and four times the last-level cache, faithful), `threads`
+//! the larger of 640 MB and four times the last-level cache, faithful; a default that
+//! does not fit in the available memory or cgroup limit shrinks to a quarter of it per
+//! array, with a note, while an explicit size that does not fit is refused), `threads`
 //! (default 1, STREAM compiled without OpenMP: each thread owns one slice of every
 //! array, touches it first and runs the kernels on it), `duration`.
 
@@ -61,9 +63,26 @@ const KERNELS: [(&str, u64); 4] = [("copy", 16), ("scale", 16), ("add", 24), ("t
 
 fn run(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let llc = last_level_cache_bytes();
+    let avail = mem_available_bytes();
+    let mut notes = Vec::new();
     let bytes = match ctx.params.size {
-        Some(s) => s.bytes(),
-        None => ctx.pick(QUICK_BYTES, FAITHFUL_BYTES.max(llc.map_or(0, |l| 4 * l))),
+        Some(s) => {
+            let bytes = s.bytes();
+            if let Some(avail) = avail.filter(|&a| bytes.saturating_mul(3) > a) {
+                return Err(WorkloadError::Param(format!(
+                    "size {bytes} B per array needs {} MB for three arrays but only {} MB are available",
+                    bytes.saturating_mul(3) / 1_000_000,
+                    avail / 1_000_000
+                )));
+            }
+            bytes
+        }
+        None => {
+            let default = ctx.pick(QUICK_BYTES, FAITHFUL_BYTES.max(llc.map_or(0, |l| 4 * l)));
+            let (bytes, note) = fit_default(default, avail);
+            notes.extend(note);
+            bytes
+        }
     };
     let n = (bytes / 8) as usize;
     if n < 1024 {
@@ -78,16 +97,6 @@ fn run(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
         )));
     }
     let threads = (threads as usize).min(n / LINE);
-    if let Some(avail) = mem_available_bytes() {
-        let need = 3 * bytes;
-        if need > avail {
-            return Err(WorkloadError::Param(format!(
-                "size {bytes} B per array needs {} MB for three arrays but only {} MB are available",
-                need / 1_000_000,
-                avail / 1_000_000
-            )));
-        }
-    }
     let min_trials = ctx.pick(MIN_TRIALS, FAITHFUL_MIN_TRIALS);
 
     (ctx.progress)(0.0, "allocating");
@@ -129,12 +138,12 @@ fn run(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     }
     // Headline first: triad.
     metrics.rotate_right(1);
-    let mut notes = vec![format!(
+    notes.insert(0, format!(
         "{n} f64 elements per array ({} MB each, {} MB total), {threads} thread(s), best of {} trials (first discarded)",
         n * 8 / 1_000_000,
         3 * n * 8 / 1_000_000,
         counted.len()
-    )];
+    ));
     if let Some(l) = llc {
         if (n as u64) * 8 < 4 * l {
             notes.push(format!(
@@ -352,6 +361,21 @@ fn check(a: &[f64], b: &[f64], c: &[f64], trials: u32) -> Result<(), WorkloadErr
     Ok(())
 }
 
+/// A default array size that does not fit (a small VM, the scalability step's split
+/// memory budget) shrinks to a quarter of the available memory per array.
+fn fit_default(default: u64, avail: Option<u64>) -> (u64, Option<String>) {
+    match avail.filter(|&a| default > a / 4) {
+        Some(a) => (
+            a / 4,
+            Some(format!(
+                "default array size {default} B reduced to fit {} MB of available memory",
+                a / 1_000_000
+            )),
+        ),
+        None => (default, None),
+    }
+}
+
 /// Memory this process may still use: `MemAvailable` from `/proc/meminfo`, lowered to
 /// the room left under a cgroup v2 limit (containers; `None` when neither can be read).
 fn mem_available_bytes() -> Option<u64> {
@@ -493,6 +517,15 @@ mod tests {
             kernel(k, &mut a, &mut b, &mut c);
         }
         assert!(check(&a, &b, &c, 2).is_err());
+    }
+
+    #[test]
+    fn default_size_shrinks_to_fit_memory() {
+        assert_eq!(fit_default(80_000_000, None), (80_000_000, None));
+        assert_eq!(fit_default(80_000_000, Some(1 << 30)), (80_000_000, None));
+        let (bytes, note) = fit_default(640_000_000, Some(101 << 20));
+        assert_eq!(bytes, (101 << 20) / 4);
+        assert!(note.is_some());
     }
 
     #[test]
