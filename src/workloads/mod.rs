@@ -20,10 +20,12 @@ mod compress;
 mod dbench;
 mod dd;
 mod fileio;
+mod nbench;
 pub(crate) mod net;
 mod oltp;
 mod paced;
 mod rsync;
+mod stream;
 
 /// What kind of resource a workload mostly stresses; reports group ratios by class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +274,9 @@ pub fn always() -> Result<(), String> {
 
 /// The whole built-in suite, in catalog order.
 pub static ALL: &[&Workload] = &[
+    &nbench::CPU_INT,
+    &nbench::CPU_FP,
+    &stream::MEM_BW,
     &compress::COMPRESS,
     &fileio::FILEIO,
     &dd::DD_COPY,
