@@ -62,6 +62,19 @@ pub enum Command {
         /// Where per-workload scratch directories are made.
         #[arg(long, env = "VIRTMARK_SCRATCH")]
         scratch: Option<PathBuf>,
+        /// Act as a VM guest's init (PID 1): set the guest up from the kernel
+        /// command line, serve on its channel device, power off at the end.
+        #[arg(long, hide = true)]
+        init: bool,
+        /// Words a kernel appends to init's arguments (UML adds `root=`,
+        /// `console=`); ignored, accepted only with --init.
+        #[arg(
+            hide = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            requires = "init"
+        )]
+        kernel_words: Vec<String>,
     },
 }
 
@@ -126,7 +139,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::History { db, limit } => cmd_history(db, limit),
         Command::Cleanup { force } => cmd_cleanup(force),
         Command::Detect { json } => cmd_detect(json),
-        Command::Agent { scratch } => {
+        Command::Agent { init: true, .. } => crate::targets::guest_init::run(),
+        Command::Agent { scratch, .. } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();

@@ -11,26 +11,38 @@ use std::time::Duration;
 
 use ledger::{Ledger, Resource};
 
+pub mod guest_init;
+pub mod initramfs;
 pub mod ledger;
 mod native;
 pub mod netns;
 pub mod peer;
+pub mod qemu;
 pub mod rootfs;
+pub mod uml;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// The agent as a child process of virtmark: the baseline.
     Native,
+    /// User-Mode Linux.
+    Uml,
+    /// QEMU with an accelerator (TCG, KVM, or KVM when it works).
+    Qemu(qemu::Accel),
 }
 
 /// Every target name this build knows, for help and error messages.
-pub const KNOWN: &[&str] = &["native"];
+pub const KNOWN: &[&str] = &["native", "uml", "qemu:tcg", "qemu:kvm", "qemu"];
 
 /// Parse a target name (`native`, …).
 pub fn parse(name: &str) -> Result<TargetKind, String> {
     match name {
         "native" => Ok(TargetKind::Native),
+        "uml" => Ok(TargetKind::Uml),
+        "qemu:tcg" => Ok(TargetKind::Qemu(qemu::Accel::Tcg)),
+        "qemu:kvm" => Ok(TargetKind::Qemu(qemu::Accel::Kvm)),
+        "qemu" => Ok(TargetKind::Qemu(qemu::Accel::Auto)),
         other => Err(format!(
             "unknown target {other:?} (known: {})",
             KNOWN.join(", ")
@@ -92,6 +104,8 @@ pub trait Driver {
 pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
     match kind {
         TargetKind::Native => Box::new(native::Native),
+        TargetKind::Uml => Box::new(uml::Uml),
+        TargetKind::Qemu(accel) => Box::new(qemu::Qemu { accel: *accel }),
     }
 }
 
