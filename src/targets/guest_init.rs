@@ -46,8 +46,18 @@ pub fn run() -> ! {
     std::process::exit(1)
 }
 
+/// Say on the console how far the guest got, with the time since boot.
+fn mark(what: &str) {
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    eprintln!("virtmark init: {what} at {up:.3} s");
+}
+
 fn init(how: &mut String) -> Result<()> {
     mount_basics();
+    mark("started");
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let opts = options(&cmdline);
     if let Some(h) = opts.get("off") {
@@ -58,6 +68,7 @@ fn init(how: &mut String) -> Result<()> {
     }
     if let Some(dir) = opts.get("modules") {
         load_modules(Path::new(dir))?;
+        mark("modules loaded");
     }
     up("lo", None)?;
     if let Some(ip) = opts.get("ip") {
@@ -98,6 +109,7 @@ fn init(how: &mut String) -> Result<()> {
             .context("making the channel raw")?;
     }
     let out = f.try_clone().context("duplicating the channel")?;
+    mark("serving");
     crate::agent::serve(BufReader::new(f), out, Path::new(&scratch)).context("agent channel")?;
     Ok(())
 }

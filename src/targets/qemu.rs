@@ -25,10 +25,13 @@ use anyhow::{bail, Context, Result};
 
 use super::ledger::Resource;
 use super::peer::PeerProcess;
-use super::{initramfs, netns, Driver, Guard, Instance, StartEnv};
+use super::{initramfs, netns, Driver, Guard, Instance, StartEnv, Teardown};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
+
+/// A minimal firmware shipped with QEMU (Debian package qemu-system-data).
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
 /// How long the KVM test boot may take before KVM is judged unusable.
 pub const KVM_PROBE_DEADLINE: Duration = Duration::from_secs(8);
@@ -220,6 +223,9 @@ pub fn scratch_image(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
             "-F",
             "-E",
             "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+            // A 64 MiB journal: the default for 16 GiB (256 MiB) makes mkfs slower.
+            "-J",
+            "size=64",
             "-L",
             "scratch",
         ])
@@ -235,6 +241,98 @@ pub fn scratch_image(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How long a VM gets to power off by itself (after the agent's `shutdown`)
+/// before teardown stops it.
+pub const POWER_OFF_WAIT: Duration = Duration::from_secs(3);
+
+/// Teardown of a VM: give the guest a moment to power off by itself (the agent
+/// powers it off after `shutdown`), then stop the VM process (SIGTERM, SIGKILL)
+/// and remove everything else the guard holds.
+pub(super) struct VmTeardown {
+    child: Option<(std::process::Child, Resource)>,
+    guard: Guard,
+}
+
+impl VmTeardown {
+    /// Own the VM process `child` (recorded in the ledger now) and `guard`.
+    pub(super) fn new(child: std::process::Child, guard: Guard) -> Result<VmTeardown> {
+        let res = guard.ledger().record_process(child.id())?;
+        Ok(VmTeardown {
+            child: Some((child, res)),
+            guard,
+        })
+    }
+}
+
+impl Teardown for VmTeardown {
+    fn teardown(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        if let Some((mut c, res)) = self.child.take() {
+            let t = Instant::now();
+            while t.elapsed() < POWER_OFF_WAIT {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            crate::sys::stop_child(&mut c, Duration::from_secs(2));
+            first = self.guard.ledger().release(&res);
+        }
+        let rest = self.guard.teardown();
+        first.and(rest)
+    }
+}
+
+impl Drop for VmTeardown {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// Durations of the host-side set-up steps, written to the instance's log.
+pub(super) struct Phases {
+    last: Instant,
+    text: String,
+}
+
+impl Phases {
+    pub(super) fn new() -> Phases {
+        Phases {
+            last: Instant::now(),
+            text: String::new(),
+        }
+    }
+
+    /// Note that step `what` just ended.
+    pub(super) fn mark(&mut self, what: &str) {
+        let now = Instant::now();
+        if !self.text.is_empty() {
+            self.text.push_str(", ");
+        }
+        self.text.push_str(&format!(
+            "{what} {:.0} ms",
+            (now - self.last).as_secs_f64() * 1e3
+        ));
+        self.last = now;
+    }
+
+    /// Create the log at `path` with a line naming the steps; return it for the
+    /// VM's own output.
+    pub(super) fn log(&self, path: &Path, name: &str) -> Result<File> {
+        use std::io::Write;
+        let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        writeln!(f, "virtmark: {name} host set-up: {}", self.text)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(f)
+    }
+}
+
+/// Extra guest kernel parameters from `$VIRTMARK_KERNEL_ARGS` (e.g.
+/// `loglevel=7` to see the boot in the console log).
+pub fn extra_kernel_args() -> String {
+    std::env::var("VIRTMARK_KERNEL_ARGS").unwrap_or_default()
 }
 
 /// Memory in MiB for a VM of `bytes` (at least 128 MiB).
@@ -308,6 +406,7 @@ impl Driver for Qemu {
         guard.create(Resource::Dir { path: dir.clone() }, || {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))
         })?;
+        let mut phases = Phases::new();
         let initrd = dir.join("initramfs.cpio");
         initramfs::build(
             env.exe,
@@ -316,17 +415,23 @@ impl Driver for Qemu {
             &initrd,
         )?;
         let image = dir.join("scratch.img");
+        phases.mark("initramfs");
         scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
+        phases.mark("scratch image");
         let site = netns::tap_site(&mut guard, &env.tag, env.index)?;
         let peer = start_peer(&mut guard, env, &site)?;
+        phases.mark("network");
+        let log = phases.log(&env.log, self.name())?;
 
         let append = format!(
-            "console=ttyS0 reboot=t panic=-1 quiet rdinit=/virtmark \
+            "console=ttyS0 reboot=t panic=-1 quiet tsc=reliable i8042.noaux i8042.nokbd \
+             rdinit=/virtmark \
              virtmark.modules={} virtmark.ip={}/{} virtmark.disk=/dev/vda \
-             virtmark.chan=port:virtmark virtmark.off=reboot -- agent --init",
+             virtmark.chan=port:virtmark virtmark.off=reboot {} -- agent --init",
             initramfs::MODULE_DIR,
             site.guest_ip,
-            netns::PREFIX
+            netns::PREFIX,
+            extra_kernel_args(),
         );
         let console = env.log.with_extension("console.log");
         let mut cmd = Command::new(QEMU);
@@ -335,6 +440,11 @@ impl Driver for Qemu {
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
             _ => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
         };
+        // qboot: a minimal firmware that jumps straight to the kernel (SeaBIOS
+        // costs seconds under TCG).
+        if Path::new(QBOOT).is_file() {
+            cmd.arg("-bios").arg(QBOOT);
+        }
         cmd.args(["-smp", &env.cpus.max(1).to_string()])
             .args(["-m", &format!("{}M", mib(env.memory))])
             .arg("-kernel")
@@ -354,27 +464,25 @@ impl Driver for Qemu {
                 "-netdev",
                 &format!("tap,id=n0,ifname={},script=no,downscript=no", site.tap),
             ])
-            .args(["-device", "virtio-net-pci,netdev=n0"])
+            // romfile= : no iPXE option ROM to load and run.
+            .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
             .arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=d0", image.display()))
             .args(["-device", "virtio-blk-pci,drive=d0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                File::create(&env.log)
-                    .with_context(|| format!("creating {}", env.log.display()))?,
-            ));
+            .stderr(Stdio::from(log));
         crate::sys::die_with_parent(&mut cmd);
         netns::spawn_in_netns(&mut cmd, &site.ns)?;
         let mut child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
         let to_agent = child.stdin.take().context("qemu stdin")?;
         let from_agent = child.stdout.take().context("qemu stdout")?;
-        guard.adopt(child)?;
+        let teardown = VmTeardown::new(child, guard)?;
         Ok(Instance {
             to_agent: Box::new(to_agent),
             from_agent: Box::new(from_agent),
             peer,
-            teardown: Box::new(guard),
+            teardown: Box::new(teardown),
         })
     }
 }

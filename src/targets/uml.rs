@@ -28,7 +28,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::ledger::Resource;
-use super::qemu::{mib, on_path, scratch_image, start_peer, SCRATCH_IMAGE_BYTES};
+use super::qemu::{
+    mib, on_path, scratch_image, start_peer, Phases, VmTeardown, SCRATCH_IMAGE_BYTES,
+};
 use super::{netns, Driver, Guard, Instance, StartEnv};
 
 /// The UML kernel binary.
@@ -108,11 +110,15 @@ impl Driver for Uml {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))
         })?;
         let root = dir.join("root");
+        let mut phases = Phases::new();
         build_root(env.exe, &root)?;
+        phases.mark("root");
         let image = dir.join("scratch.img");
         scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
+        phases.mark("scratch image");
         let site = netns::tap_site(&mut guard, &env.tag, env.index)?;
         let peer = start_peer(&mut guard, env, &site)?;
+        phases.mark("network");
 
         let cg = own_cgroup2()?.join(format!("virtmark-{}", env.tag));
         guard.create(Resource::Cgroup { path: cg.clone() }, || {
@@ -131,8 +137,8 @@ impl Driver for Uml {
         let uml_dir = dir.join("uml");
         std::fs::create_dir_all(&uml_dir)
             .with_context(|| format!("creating {}", uml_dir.display()))?;
-        let log =
-            File::create(&env.log).with_context(|| format!("creating {}", env.log.display()))?;
+        phases.mark("cgroup, channel");
+        let log = phases.log(&env.log, "uml")?;
         let mut cmd = Command::new(LINUX);
         cmd.arg(format!("mem={}M", mib(env.memory)))
             .arg(format!("umid=virtmark-{}", env.tag))
@@ -146,6 +152,7 @@ impl Driver for Uml {
             // nothing here (no md or btrfs RAID in the guest).
             .arg("initcall_blacklist=raid6_select_algo")
             .arg("quiet")
+            .args(super::qemu::extra_kernel_args().split_whitespace())
             .arg(format!("virtmark.ip={}/{}", site.guest_ip, netns::PREFIX))
             .args([
                 "virtmark.disk=/dev/ubda",
@@ -183,12 +190,12 @@ impl Driver for Uml {
         }
         let child = cmd.spawn().with_context(|| format!("starting {LINUX}"))?;
         drop((to_r, from_w, procs));
-        guard.adopt(child)?;
+        let teardown = VmTeardown::new(child, guard)?;
         Ok(Instance {
             to_agent: Box::new(File::from(to_w)),
             from_agent: Box::new(File::from(from_r)),
             peer,
-            teardown: Box::new(guard),
+            teardown: Box::new(teardown),
         })
     }
 }
