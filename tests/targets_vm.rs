@@ -284,7 +284,17 @@ fn qemu_kvm_fails_clearly_where_kvm_cannot_boot_and_qemu_falls_back_to_tcg() {
     }
     let sb = Sandbox::new();
     let out = sb
-        .cmd(&["run", "-t", "qemu:kvm", "-w", "dd-zero", "--reps", "1"])
+        .cmd(&[
+            "run",
+            "-t",
+            "qemu:kvm",
+            "-w",
+            "dd-zero",
+            "--reps",
+            "1",
+            "--discard",
+            "0",
+        ])
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();

@@ -164,10 +164,7 @@ pub fn module_order(
         let m = m.trim();
         deps.insert(
             name_of(m),
-            (
-                m.to_string(),
-                ds.split_whitespace().map(&name_of).collect(),
-            ),
+            (m.to_string(), ds.split_whitespace().map(&name_of).collect()),
         );
     }
     let builtin: HashSet<String> = builtin.lines().map(|l| name_of(l.trim())).collect();

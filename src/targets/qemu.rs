@@ -164,8 +164,12 @@ fn probe_kvm() -> Result<(), String> {
                     return Ok(());
                 }
                 return Err(format!(
-                    "a test boot under -enable-kvm failed ({st}): {}",
-                    err.lines().next().unwrap_or("no kernel output").trim()
+                    "KVM cannot boot a guest here: a test boot under -enable-kvm failed \
+                     ({st}): {}{hint}",
+                    err.lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("no kernel output")
+                        .trim()
                 ));
             }
             Ok(None) if t.elapsed() > KVM_PROBE_DEADLINE => {
