@@ -33,7 +33,7 @@ work=$(mktemp -d /tmp/virtmark-bench-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-now_ms() { date +%s%N | awk '{printf "%d\n", $1/1000000}'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # virtmark: start → hello, from results.json.
 virtmark_ms() {
