@@ -28,6 +28,8 @@ fn the_printed_default_plan_runs_as_a_plan_file() {
         "run",
         "--plan",
         "plan.toml",
+        "-t",
+        "native",
         "-w",
         "dd-zero",
         "--reps",
@@ -120,6 +122,8 @@ fn a_short_real_run_writes_its_directory_and_database() {
     let sb = Sandbox::new();
     sb.cmd(&[
         "run",
+        "-t",
+        "native",
         "-w",
         "dd-zero",
         "--reps",
@@ -226,6 +230,8 @@ fn an_interrupted_run_keeps_what_it_measured() {
         .env("VIRTMARK_DB", sb.db())
         .args([
             "run",
+            "-t",
+            "native",
             "-w",
             "dd-zero",
             "--reps",

@@ -113,6 +113,8 @@ pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
 pub fn available_targets() -> Vec<String> {
     KNOWN
         .iter()
+        // `qemu` is an alias of qemu:kvm or qemu:tcg, both listed already.
+        .filter(|n| **n != "qemu")
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()
