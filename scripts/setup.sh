@@ -5,8 +5,13 @@ set -euo pipefail
 
 # Debian packages, by what needs them:
 #   build workload: gcc, make;  peers: iperf3, fio, sysbench, stress-ng, virt-what
-#   targets: iproute2, crun, runc, runsc (gvisor), busybox-static, lxc, openssh (ssh: and its test)
-pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc busybox-static lxc openssh-server openssh-client)
+#   targets: iproute2 (namespaces, veth, taps), crun, runc, runsc (gvisor), lxc,
+#   openssh (ssh: and its test), user-mode-linux (uml), qemu-system-x86 (qemu, from
+#   bookworm-backports on Debian 12), linux-image-cloud-amd64 (the QEMU guest kernel),
+#   e2fsprogs (scratch images); busybox-static and cpio for scripts/bench-startup.d
+pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc lxc
+  openssh-server openssh-client user-mode-linux qemu-system-x86 linux-image-cloud-amd64
+  e2fsprogs busybox-static cpio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,5 +25,22 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Debian 12's qemu-system-x86 (7.2) conflicts with qemu-utils from backports:
+# take QEMU from bookworm-backports there.
+backports=()
+if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]] && grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/bookworm-backports.list
+  fi
+  backports=(qemu-system-x86)
+  rest=()
+  for p in "${missing[@]}"; do [ "$p" = qemu-system-x86 ] || rest+=("$p"); done
+  missing=("${rest[@]}")
+fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "${#backports[@]}" -gt 0 ]; then
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports "${backports[@]}" >/dev/null
+fi

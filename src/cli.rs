@@ -78,6 +78,19 @@ pub enum Command {
         /// Where per-workload scratch directories are made.
         #[arg(long, env = "VIRTMARK_SCRATCH")]
         scratch: Option<PathBuf>,
+        /// Act as a VM guest's init (PID 1): set the guest up from the kernel
+        /// command line, serve on its channel device, power off at the end.
+        #[arg(long, hide = true)]
+        init: bool,
+        /// Words a kernel appends to init's arguments (UML adds `root=`,
+        /// `console=`); ignored, accepted only with --init.
+        #[arg(
+            hide = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            requires = "init"
+        )]
+        kernel_words: Vec<String>,
     },
     /// Serve the host-side end of network workloads (what netserver is to netperf).
     Serve {
@@ -219,7 +232,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Detect { json } => cmd_detect(json),
-        Command::Agent { scratch } => {
+        Command::Agent { init: true, .. } => crate::targets::guest_init::run(),
+        Command::Agent { scratch, .. } => {
             let root = scratch.unwrap_or_else(std::env::temp_dir);
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
@@ -476,6 +490,7 @@ fn cmd_history(db: Option<PathBuf>, limit: usize) -> Result<()> {
 fn cmd_targets() -> Result<()> {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
     table.set_header(vec!["target", "class", "available here"]);
     for name in crate::targets::KNOWN {
         if name.contains('<') {

@@ -28,6 +28,8 @@ fn the_printed_default_plan_runs_as_a_plan_file() {
         "run",
         "--plan",
         "plan.toml",
+        "-t",
+        "native",
         "-w",
         "dd-zero",
         "--reps",
@@ -230,6 +232,8 @@ fn an_interrupted_run_keeps_what_it_measured() {
         .env("VIRTMARK_DB", sb.db())
         .args([
             "run",
+            "-t",
+            "native",
             "-w",
             "dd-zero",
             "--reps",

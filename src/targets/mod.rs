@@ -12,7 +12,9 @@ use std::time::Duration;
 use ledger::{Ledger, Resource};
 
 pub mod cgroup;
+pub mod guest_init;
 mod gvisor;
+pub mod initramfs;
 pub mod ledger;
 pub mod lxc;
 mod native;
@@ -20,9 +22,11 @@ pub mod netns;
 mod ns;
 mod oci;
 pub mod peer;
+pub mod qemu;
 pub mod rootfs;
 pub mod rtnl;
 pub mod ssh;
+pub mod uml;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +43,10 @@ pub enum TargetKind {
     Lxc,
     /// Any machine reachable over ssh (`ssh:[user@]host[:port]`).
     Ssh(ssh::SshTarget),
+    /// User-Mode Linux.
+    Uml,
+    /// QEMU with an accelerator (TCG, KVM, or KVM when it works).
+    Qemu(qemu::Accel),
 }
 
 /// Every target name this build knows, for help and error messages.
@@ -50,6 +58,10 @@ pub const KNOWN: &[&str] = &[
     "oci:runc",
     "lxc",
     "gvisor",
+    "uml",
+    "qemu:tcg",
+    "qemu:kvm",
+    "qemu",
     "ssh:<host>",
 ];
 
@@ -63,6 +75,10 @@ pub fn parse(name: &str) -> Result<TargetKind, String> {
         "gvisor" => Ok(TargetKind::Gvisor),
         "lxc" => Ok(TargetKind::Lxc),
         s if s.starts_with("ssh:") => ssh::SshTarget::parse(&s[4..]).map(TargetKind::Ssh),
+        "uml" => Ok(TargetKind::Uml),
+        "qemu:tcg" => Ok(TargetKind::Qemu(qemu::Accel::Tcg)),
+        "qemu:kvm" => Ok(TargetKind::Qemu(qemu::Accel::Kvm)),
+        "qemu" => Ok(TargetKind::Qemu(qemu::Accel::Auto)),
         other => Err(format!(
             "unknown target {other:?} (known: {})",
             KNOWN.join(", ")
@@ -79,6 +95,10 @@ pub fn class_of(kind: &TargetKind) -> &'static str {
         TargetKind::Gvisor => "application kernel (sandbox)",
         TargetKind::Lxc => "OS-level virtualization (LXC, the OpenVZ / VServer lineage)",
         TargetKind::Ssh(_) => "whatever the remote host is (see its fingerprint)",
+        TargetKind::Uml => "paravirtualization (User-Mode Linux)",
+        TargetKind::Qemu(qemu::Accel::Tcg) => "emulation (QEMU TCG)",
+        TargetKind::Qemu(qemu::Accel::Kvm) => "hardware-assisted virtualization (QEMU/KVM)",
+        TargetKind::Qemu(qemu::Accel::Auto) => "QEMU: KVM when it can boot a guest, else TCG",
     }
 }
 
@@ -143,6 +163,8 @@ pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
         TargetKind::Gvisor => Box::new(gvisor::Gvisor),
         TargetKind::Lxc => Box::new(lxc::Lxc),
         TargetKind::Ssh(t) => Box::new(ssh::Ssh(t.clone())),
+        TargetKind::Uml => Box::new(uml::Uml),
+        TargetKind::Qemu(accel) => Box::new(qemu::Qemu { accel: *accel }),
     }
 }
 
@@ -151,6 +173,8 @@ pub fn available_targets() -> Vec<String> {
     KNOWN
         .iter()
         .filter(|n| !n.contains('<'))
+        // `qemu` is an alias of qemu:kvm or qemu:tcg, both listed already.
+        .filter(|n| **n != "qemu")
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()

@@ -1,0 +1,510 @@
+//! `qemu:tcg`, `qemu:kvm`, `qemu`: the agent as init of a QEMU guest booting the
+//! host's kernel (Debian's `vmlinuz-*-cloud-amd64`, or `$VIRTMARK_KERNEL`) with an
+//! initramfs virtmark builds (agent, its libraries, the virtio modules).
+//!
+//! - agent channel: a virtio-serial port named `virtmark` on QEMU's stdio; the
+//!   kernel console (ttyS0) goes to a log file, so it never mixes with the channel;
+//! - network: virtio-net on a tap device inside a network namespace virtmark
+//!   creates ([`super::netns::tap_site`]); QEMU itself runs in that namespace;
+//! - scratch: virtio-blk on a sparse raw image formatted ext4 on the host,
+//!   mounted at /scratch in the guest;
+//! - size: `-smp` and `-m` from [`StartEnv`].
+//!
+//! `qemu` uses KVM only when a test boot under `-enable-kvm` finishes within a
+//! deadline (checked once per process); otherwise it says why and uses TCG.
+//! `qemu:kvm` is unavailable when that test fails.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::ledger::Resource;
+use super::peer::PeerProcess;
+use super::{initramfs, netns, Driver, Guard, Instance, StartEnv, Teardown};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// A minimal firmware shipped with QEMU (Debian package qemu-system-data).
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// How long the KVM test boot may take before KVM is judged unusable.
+pub const KVM_PROBE_DEADLINE: Duration = Duration::from_secs(8);
+
+/// Size of the sparse scratch disk image (only what is written takes space).
+pub const SCRATCH_IMAGE_BYTES: u64 = 16 << 30;
+
+/// Which accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// TCG: QEMU's binary translator.
+    Tcg,
+    /// KVM.
+    Kvm,
+    /// KVM when it can boot a guest here, else TCG.
+    Auto,
+}
+
+/// The QEMU driver.
+pub struct Qemu {
+    /// Accelerator asked for.
+    pub accel: Accel,
+}
+
+/// Whether `cmd` is an executable on `PATH`.
+pub fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            let f = d.join(cmd);
+            f.is_file()
+                && std::fs::metadata(&f).is_ok_and(|m| {
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// The guest kernel: `$VIRTMARK_KERNEL`, else the newest `/boot/vmlinuz-*-cloud-amd64`.
+pub fn kernel() -> Result<PathBuf, String> {
+    if let Some(k) = std::env::var_os("VIRTMARK_KERNEL") {
+        let k = PathBuf::from(k);
+        if !k.is_file() {
+            return Err(format!(
+                "the kernel image {} (VIRTMARK_KERNEL) does not exist",
+                k.display()
+            ));
+        }
+        return Ok(k);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .map_err(|e| format!("cannot list /boot: {e}"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64")
+            })
+        })
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        "no guest kernel: /boot/vmlinuz-*-cloud-amd64 is missing (Debian package \
+         linux-image-cloud-amd64), and VIRTMARK_KERNEL is not set"
+            .to_string()
+    })
+}
+
+fn kvm_verdict() -> &'static Result<(), String> {
+    static VERDICT: OnceLock<Result<(), String>> = OnceLock::new();
+    VERDICT.get_or_init(probe_kvm)
+}
+
+/// Boot the guest kernel under KVM without any root file system: it panics at
+/// the root mount, `panic=-1` reboots, `-no-reboot` makes QEMU exit. A working
+/// KVM does that in well under a second; one that emulates guest kernel code
+/// (kvm_pvm here) does not finish at all.
+fn probe_kvm() -> Result<(), String> {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return Err(format!("/dev/kvm cannot be opened: {e}"));
+    }
+    let k = kernel()?;
+    let mut cmd = Command::new(QEMU);
+    cmd.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args([
+        "-accel", "kvm", "-cpu", "host", "-m", "256M", "-serial", "stdio",
+    ])
+    .arg("-kernel")
+    .arg(&k)
+    .args(["-append", "console=ttyS0 panic=-1 reboot=t"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    crate::sys::die_with_parent(&mut cmd);
+    let t = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {QEMU}: {e}"))?;
+    let mut out = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    let hint = if pvm {
+        " (the host's KVM module is kvm_pvm, which emulates guest kernel code)"
+    } else {
+        ""
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                let console = reader.join().unwrap_or_default();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                if console.contains("Linux version") || console.contains("Kernel panic") {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "KVM cannot boot a guest here: a test boot under -enable-kvm failed \
+                     ({st}): {}{hint}",
+                    err.lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("no kernel output")
+                        .trim()
+                ));
+            }
+            Ok(None) if t.elapsed() > KVM_PROBE_DEADLINE => {
+                crate::sys::stop_child(&mut child, Duration::from_millis(200));
+                return Err(format!(
+                    "KVM cannot boot a guest here: /dev/kvm opens, but a test boot under \
+                     -enable-kvm did not finish within {} s{hint}",
+                    KVM_PROBE_DEADLINE.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for the KVM test boot: {e}")),
+        }
+    }
+}
+
+/// Which accelerator `qemu` (auto) uses here, saying once on stderr why when TCG.
+fn resolve(accel: Accel) -> Result<Accel> {
+    match accel {
+        Accel::Tcg => Ok(Accel::Tcg),
+        Accel::Kvm => match kvm_verdict() {
+            Ok(()) => Ok(Accel::Kvm),
+            Err(e) => Err(crate::error::user(format!("qemu:kvm: {e}"))),
+        },
+        Accel::Auto => match kvm_verdict() {
+            Ok(()) => Ok(Accel::Kvm),
+            Err(e) => {
+                static SAID: OnceLock<()> = OnceLock::new();
+                SAID.get_or_init(|| eprintln!("virtmark: qemu: using TCG: {e}"));
+                Ok(Accel::Tcg)
+            }
+        },
+    }
+}
+
+/// Create a sparse file of `bytes` at `path` (recorded) and format it ext4. Lazy
+/// inode-table init makes mkfs fast; the guest mounts with `noinit_itable`, so
+/// nothing zeroes tables in the background during measurements (a sparse file
+/// reads as zeros anyway).
+pub fn scratch_image(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
+    guard.create(
+        Resource::Dir {
+            path: path.to_path_buf(),
+        },
+        || {
+            let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            f.set_len(bytes)
+                .with_context(|| format!("sizing {}", path.display()))?;
+            Ok(())
+        },
+    )?;
+    let out = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+            // A 64 MiB journal: the default for 16 GiB (256 MiB) makes mkfs slower.
+            "-J",
+            "size=64",
+            "-L",
+            "scratch",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .context("running mkfs.ext4 (Debian package e2fsprogs)")?;
+    if !out.status.success() {
+        bail!(
+            "mkfs.ext4 {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// How long a VM gets to power off by itself (after the agent's `shutdown`)
+/// before teardown stops it.
+pub const POWER_OFF_WAIT: Duration = Duration::from_secs(3);
+
+/// Teardown of a VM: give the guest a moment to power off by itself (the agent
+/// powers it off after `shutdown`), then stop the VM process (SIGTERM, SIGKILL)
+/// and remove everything else the guard holds.
+pub(super) struct VmTeardown {
+    child: Option<(std::process::Child, Resource)>,
+    guard: Guard,
+}
+
+impl VmTeardown {
+    /// Own the VM process `child` (recorded in the ledger now) and `guard`.
+    pub(super) fn new(child: std::process::Child, guard: Guard) -> Result<VmTeardown> {
+        let res = guard.ledger().record_process(child.id())?;
+        Ok(VmTeardown {
+            child: Some((child, res)),
+            guard,
+        })
+    }
+}
+
+impl Teardown for VmTeardown {
+    fn teardown(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        if let Some((mut c, res)) = self.child.take() {
+            let t = Instant::now();
+            while t.elapsed() < POWER_OFF_WAIT {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            crate::sys::stop_child(&mut c, Duration::from_secs(2));
+            first = self.guard.ledger().release(&res);
+        }
+        let rest = self.guard.teardown();
+        first.and(rest)
+    }
+}
+
+impl Drop for VmTeardown {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// Durations of the host-side set-up steps, written to the instance's log.
+pub(super) struct Phases {
+    last: Instant,
+    text: String,
+}
+
+impl Phases {
+    pub(super) fn new() -> Phases {
+        Phases {
+            last: Instant::now(),
+            text: String::new(),
+        }
+    }
+
+    /// Note that step `what` just ended.
+    pub(super) fn mark(&mut self, what: &str) {
+        let now = Instant::now();
+        if !self.text.is_empty() {
+            self.text.push_str(", ");
+        }
+        self.text.push_str(&format!(
+            "{what} {:.0} ms",
+            (now - self.last).as_secs_f64() * 1e3
+        ));
+        self.last = now;
+    }
+
+    /// Create the log at `path` with a line naming the steps; return it for the
+    /// VM's own output.
+    pub(super) fn log(&self, path: &Path, name: &str) -> Result<File> {
+        use std::io::Write;
+        let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        writeln!(f, "virtmark: {name} host set-up: {}", self.text)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(f)
+    }
+}
+
+/// Extra guest kernel parameters from `$VIRTMARK_KERNEL_ARGS` (e.g.
+/// `loglevel=7` to see the boot in the console log).
+pub fn extra_kernel_args() -> String {
+    std::env::var("VIRTMARK_KERNEL_ARGS").unwrap_or_default()
+}
+
+/// Memory in MiB for a VM of `bytes` (at least 128 MiB).
+pub fn mib(bytes: u64) -> u64 {
+    (bytes >> 20).max(128)
+}
+
+/// Start the peer inside the VM's namespace when the run has network workloads.
+pub(super) fn start_peer(
+    guard: &mut Guard,
+    env: &StartEnv,
+    site: &netns::TapSite,
+) -> Result<Option<String>> {
+    if env.peer.is_none() {
+        return Ok(None);
+    }
+    let log = env.log.with_extension("peer.log");
+    let peer = PeerProcess::start(
+        env.exe,
+        &format!("{}:0", site.peer_ip),
+        &log,
+        Some(&site.ns),
+    )?;
+    guard.ledger().record_process(peer.pid())?;
+    let addr = peer.addr.to_string();
+    guard.hold(peer);
+    Ok(Some(addr))
+}
+
+impl Driver for Qemu {
+    fn name(&self) -> &str {
+        match self.accel {
+            Accel::Tcg => "qemu:tcg",
+            Accel::Kvm => "qemu:kvm",
+            Accel::Auto => "qemu",
+        }
+    }
+
+    fn available(&self) -> Result<(), String> {
+        if !on_path(QEMU) {
+            return Err(format!(
+                "{QEMU} is not installed (Debian package qemu-system-x86, from \
+                 bookworm-backports on Debian 12)"
+            ));
+        }
+        if !on_path("mkfs.ext4") {
+            return Err("mkfs.ext4 is not installed (Debian package e2fsprogs)".into());
+        }
+        netns::check_available()?;
+        let k = kernel()?;
+        let m = initramfs::module_root_for(&k);
+        if !m.join("modules.dep").is_file() {
+            return Err(format!(
+                "the modules of the guest kernel {} are missing ({}/modules.dep)",
+                k.display(),
+                m.display()
+            ));
+        }
+        if self.accel == Accel::Kvm {
+            kvm_verdict().clone()?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, env: &StartEnv) -> Result<Instance> {
+        let accel = resolve(self.accel)?;
+        let k = kernel().map_err(crate::error::user)?;
+        let mut guard = Guard::new(env.ledger.clone());
+        guard.set_grace(Duration::from_secs(2));
+        let dir = env.scratch.clone();
+        guard.create(Resource::Dir { path: dir.clone() }, || {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))
+        })?;
+        let mut phases = Phases::new();
+        let initrd = dir.join("initramfs.cpio");
+        initramfs::build(
+            env.exe,
+            &initramfs::module_root_for(&k),
+            initramfs::VIRTIO_MODULES,
+            &initrd,
+        )?;
+        let image = dir.join("scratch.img");
+        phases.mark("initramfs");
+        scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
+        phases.mark("scratch image");
+        let site = netns::tap_site(&mut guard, &env.tag, env.index)?;
+        let peer = start_peer(&mut guard, env, &site)?;
+        phases.mark("network");
+        let log = phases.log(&env.log, self.name())?;
+
+        let append = format!(
+            "console=ttyS0 reboot=t panic=-1 quiet tsc=reliable i8042.noaux i8042.nokbd \
+             rdinit=/virtmark \
+             virtmark.modules={} virtmark.ip={}/{} virtmark.disk=/dev/vda \
+             virtmark.chan=port:virtmark virtmark.off=reboot {} -- agent --init",
+            initramfs::MODULE_DIR,
+            site.guest_ip,
+            netns::PREFIX,
+            extra_kernel_args(),
+        );
+        let console = env.log.with_extension("console.log");
+        let mut cmd = Command::new(QEMU);
+        cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+        match accel {
+            Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+            _ => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        };
+        // qboot: a minimal firmware that jumps straight to the kernel (SeaBIOS
+        // costs seconds under TCG).
+        if Path::new(QBOOT).is_file() {
+            cmd.arg("-bios").arg(QBOOT);
+        }
+        cmd.args(["-smp", &env.cpus.max(1).to_string()])
+            .args(["-m", &format!("{}M", mib(env.memory))])
+            .arg("-kernel")
+            .arg(&k)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", &append])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .args(["-device", "virtio-serial-pci,id=vs0"])
+            .args(["-chardev", "stdio,id=chan,signal=off"])
+            .args([
+                "-device",
+                "virtserialport,bus=vs0.0,chardev=chan,name=virtmark",
+            ])
+            .args([
+                "-netdev",
+                &format!("tap,id=n0,ifname={},script=no,downscript=no", site.tap),
+            ])
+            // romfile= : no iPXE option ROM to load and run.
+            .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=d0", image.display()))
+            .args(["-device", "virtio-blk-pci,drive=d0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        crate::sys::die_with_parent(&mut cmd);
+        netns::spawn_in_netns(&mut cmd, &site.ns)?;
+        let mut child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
+        let to_agent = child.stdin.take().context("qemu stdin")?;
+        let from_agent = child.stdout.take().context("qemu stdout")?;
+        let teardown = VmTeardown::new(child, guard)?;
+        Ok(Instance {
+            to_agent: Box::new(to_agent),
+            from_agent: Box::new(from_agent),
+            peer,
+            teardown: Box::new(teardown),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_whole_mib_with_a_floor() {
+        assert_eq!(mib(2 << 30), 2048);
+        assert_eq!(mib(1 << 20), 128);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(Qemu { accel: Accel::Tcg }.name(), "qemu:tcg");
+        assert_eq!(Qemu { accel: Accel::Kvm }.name(), "qemu:kvm");
+        assert_eq!(Qemu { accel: Accel::Auto }.name(), "qemu");
+    }
+}

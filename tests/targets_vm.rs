@@ -1,0 +1,312 @@
+//! The VM targets for real: UML and QEMU (TCG) boot, run dd-zero through
+//! `virtmark run`, report the right fingerprint, and leave nothing behind — after
+//! a normal run and after SIGKILL of virtmark followed by `virtmark cleanup`.
+//! `qemu:kvm` on a host whose KVM cannot boot a guest fails with a clear message
+//! (exit 2), and `qemu` falls back to TCG.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{results_json, Sandbox};
+
+/// Why the VM targets cannot be tested here, if they cannot.
+fn unavailable(tool: &str) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (network namespaces, tap devices)".into());
+    }
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        // scripts/setup.sh installs them; try it once.
+        let _ = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh"))
+            .status();
+        let again = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !again {
+            return Some(format!("{tool} is not installed and could not be"));
+        }
+    }
+    None
+}
+
+/// Everything of run `run_id` (target tag suffix `tag`) still present on the host.
+fn leftovers(run_id: &str, tags: &[&str]) -> Vec<String> {
+    let mut left = Vec::new();
+    let short = &run_id[run_id.len() - 4..];
+    for t in tags {
+        let tag = format!("{short}{t}");
+        let ns = format!("/run/netns/virtmark-{tag}-p");
+        if Path::new(&ns).exists() {
+            left.push(format!("netns {ns}"));
+        }
+        for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+            let cg = Path::new(base).join(format!("virtmark-{tag}"));
+            if cg.exists() {
+                left.push(format!("cgroup {}", cg.display()));
+            }
+        }
+    }
+    let scratch = std::env::temp_dir().join(format!("virtmark-{run_id}"));
+    if scratch.exists() {
+        left.push(format!("scratch {}", scratch.display()));
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for l in mounts.lines().filter(|l| l.contains(run_id)) {
+        left.push(format!("mount {l}"));
+    }
+    // Processes: anything whose command line names the run (scratch paths,
+    // umid) — the VM, UML's helpers, the peer.
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let names_run = cmd.contains(&format!("virtmark-{run_id}"))
+                || tags
+                    .iter()
+                    .any(|t| cmd.contains(&format!("umid=virtmark-{short}{t}")));
+            if names_run && pid != std::process::id() {
+                left.push(format!("process {pid}: {cmd}"));
+            }
+        }
+    }
+    left
+}
+
+fn wait_gone(run_id: &str, tags: &[&str]) -> Vec<String> {
+    // Processes killed by SIGKILL may take a moment to be reaped by init.
+    let t = Instant::now();
+    loop {
+        let l = leftovers(run_id, tags);
+        if l.is_empty() || t.elapsed() > Duration::from_secs(5) {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn host_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
+}
+
+/// `virtmark run -t target -w dd-zero`, checked; returns (results.json, stderr).
+fn run_dd(target: &str, reps: &str) -> (serde_json::Value, String) {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd(&[
+            "run",
+            "-t",
+            target,
+            "-w",
+            "dd-zero",
+            "--reps",
+            reps,
+            "--discard",
+            "0",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
+        ])
+        .timeout(Duration::from_secs(240))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{target}: {stderr}");
+    let j = results_json(&sb.run_dir("out"));
+    (j, stderr)
+}
+
+fn check_run(j: &serde_json::Value, target: &str, technology: &str, cpus: u64) {
+    let samples: Vec<&serde_json::Value> = j["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["target"] == target)
+        .collect();
+    assert!(!samples.is_empty(), "{target}: no samples: {j:#}");
+    for s in &samples {
+        assert!(s["metrics"][0]["value"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    let t = j["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == target)
+        .expect("target record");
+    let fp = &t["fingerprint"];
+    assert_eq!(fp["verdict"]["technology"], technology, "{fp:#}");
+    assert_eq!(fp["cpus"].as_u64(), Some(cpus), "{fp:#}");
+    // The guest sees its 2 GiB less what the kernel keeps.
+    let mem = fp["memory_bytes"].as_u64().unwrap();
+    assert!(
+        mem > (3 << 30) / 2 && mem <= 2 << 30,
+        "{target}: guest memory {mem}"
+    );
+    let startup = t["startup_s"].as_f64().unwrap();
+    assert!(
+        startup > 0.0 && startup < 60.0,
+        "{target}: startup {startup}"
+    );
+    eprintln!("{target}: startup {startup:.2} s");
+}
+
+#[test]
+fn uml_runs_dd_zero_and_leaves_nothing() {
+    if let Some(why) = unavailable("linux") {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let (j, _) = run_dd("uml", "2");
+    // Debian's UML kernel is uniprocessor.
+    check_run(&j, "uml", "uml", 1);
+    let run_id = j["run_id"].as_str().unwrap();
+    let left = wait_gone(run_id, &["uml"]);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+#[test]
+fn qemu_tcg_runs_dd_zero_and_leaves_nothing() {
+    if let Some(why) = unavailable("qemu-system-x86_64") {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let (j, _) = run_dd("qemu:tcg", "2");
+    check_run(&j, "qemu:tcg", "qemu", host_cpus());
+    let run_id = j["run_id"].as_str().unwrap();
+    let left = wait_gone(run_id, &["qemu"]);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// Start a long run, SIGKILL virtmark once the VM serves, then `virtmark cleanup`.
+fn kill_then_cleanup(target: &str, tag: &str) {
+    let sb = Sandbox::new();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
+        .current_dir(sb.path())
+        .env("VIRTMARK_DB", sb.db())
+        .args([
+            "run",
+            "-t",
+            target,
+            "-w",
+            "dd-zero",
+            "--reps",
+            "200",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a sample is stored: the VM is up and serving.
+    let t = Instant::now();
+    let run_dir = loop {
+        let parent = sb.path().join("out");
+        let dir = std::fs::read_dir(&parent)
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(d) = dir {
+            // samples.csv: a header, then a row per metric of each sample.
+            let samples = std::fs::read_to_string(d.join("samples.csv")).unwrap_or_default();
+            if samples.lines().count() >= 2 {
+                break d;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "{target}: no sample within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().to_string();
+    let ledger = std::fs::read_to_string(run_dir.join("ledger.jsonl")).unwrap();
+    assert!(ledger.contains("\"netns\""), "{ledger}");
+    let out = sb.cmd(&["cleanup"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = wait_gone(&run_id, &[tag]);
+    assert!(left.is_empty(), "{target}: left behind: {left:#?}");
+}
+
+#[test]
+fn uml_killed_mid_run_is_cleaned_up() {
+    if let Some(why) = unavailable("linux") {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    kill_then_cleanup("uml", "uml");
+}
+
+#[test]
+fn qemu_tcg_killed_mid_run_is_cleaned_up() {
+    if let Some(why) = unavailable("qemu-system-x86_64") {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    kill_then_cleanup("qemu:tcg", "qemu");
+}
+
+#[test]
+fn qemu_kvm_fails_clearly_where_kvm_cannot_boot_and_qemu_falls_back_to_tcg() {
+    if let Some(why) = unavailable("qemu-system-x86_64") {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    if !Path::new("/sys/module/kvm_pvm").exists() {
+        eprintln!("skipping: this host's KVM is not kvm_pvm; the fallback is not exercised");
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd(&[
+            "run",
+            "-t",
+            "qemu:kvm",
+            "-w",
+            "dd-zero",
+            "--reps",
+            "1",
+            "--discard",
+            "0",
+        ])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("KVM cannot boot a guest here"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+
+    let (j, stderr) = run_dd("qemu", "1");
+    assert!(
+        stderr.contains("qemu: using TCG: KVM cannot boot"),
+        "{stderr}"
+    );
+    check_run(&j, "qemu", "qemu", host_cpus());
+}
