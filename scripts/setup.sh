@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Debian packages, by what needs them:
 #   build workload: gcc, make;  peers: iperf3, fio, sysbench, stress-ng, virt-what
-pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what)
+#   report browser test and screenshots: chromium (headless), fonts-dejavu-core (chart text)
+pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

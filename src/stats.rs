@@ -174,19 +174,22 @@ pub fn summarize(xs: &[f64]) -> Summary {
     }
 }
 
-/// Splits enumerated exactly by [`permutation_test_median`] before it switches to
-/// random splits.
-pub const PERMUTATION_EXACT_LIMIT: u64 = 50_000;
+/// Splits enumerated exactly by [`mann_whitney`] before it switches to random
+/// splits.
+pub const EXACT_SPLIT_LIMIT: u64 = 50_000;
 /// Random splits drawn when exact enumeration would be larger.
-pub const PERMUTATION_RESAMPLES: usize = 20_000;
+pub const RANDOM_SPLITS: usize = 20_000;
 
-/// Result of a two-sample permutation test.
+/// Result of a two-sample rank test.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PermutationTest {
+pub struct RankTest {
+    /// Mann–Whitney U of the first sample (ties count one half).
+    pub u: f64,
     /// Two-sided p-value.
     pub p: f64,
-    /// The smallest p-value these sample sizes can give at all: a test with
-    /// `min_p` above the significance level cannot detect any change.
+    /// The smallest p-value these samples could give at all (the most extreme
+    /// split): a test whose `min_p` is above the significance level cannot detect
+    /// any change.
     pub min_p: f64,
     /// Whether every split was enumerated (else random splits were drawn).
     pub exact: bool,
@@ -207,24 +210,50 @@ pub fn binomial(n: u64, k: u64) -> u64 {
     acc as u64
 }
 
-/// Two-sided permutation test of the difference of medians of two independent
-/// samples (Good, *Permutation, Parametric and Bootstrap Tests of Hypotheses*,
-/// 3rd ed., 2005, ch. 3): under the null hypothesis every split of the pooled
-/// values into groups of the original sizes is equally likely; the p-value is the
-/// share of splits whose |median(A) − median(B)| is at least the observed one.
+/// Twice the mid-ranks (1-based; tied values share the mean of their ranks) of
+/// `xs`, as integers so that sums compare exactly.
+fn doubled_midranks(xs: &[f64]) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&i, &j| xs[i].total_cmp(&xs[j]));
+    let mut r = vec![0u64; xs.len()];
+    let mut k = 0;
+    while k < order.len() {
+        let mut e = k;
+        while e + 1 < order.len() && xs[order[e + 1]] == xs[order[k]] {
+            e += 1;
+        }
+        // Ranks k+1 ..= e+1 share (k+1 + e+1) / 2; doubled: k + e + 2.
+        for &i in &order[k..=e] {
+            r[i] = (k + e + 2) as u64;
+        }
+        k = e + 1;
+    }
+    r
+}
+
+/// Two-sided Mann–Whitney U test (Mann & Whitney, "On a test of whether one of two
+/// random variables is stochastically larger than the other", Ann. Math. Statist.
+/// 18(1), 1947), computed as the exact permutation distribution of the rank sum:
+/// every split of the pooled samples into groups of the original sizes is equally
+/// likely under the null hypothesis, and the p-value is the share of splits whose
+/// |U − n_a·n_b/2| is at least the observed one. With ties this is the exact
+/// conditional test on mid-ranks (Hollander & Wolfe, *Nonparametric Statistical
+/// Methods*, 2nd ed., 1999, §4.1).
 ///
-/// Every split is enumerated while there are at most [`PERMUTATION_EXACT_LIMIT`];
-/// beyond that [`PERMUTATION_RESAMPLES`] seeded random splits are drawn and
-/// p = (b + 1) / (m + 1) (Phipson & Smyth, "Permutation p-values should never be
-/// zero", Stat. Appl. Genet. Mol. Biol. 9(1), 2010).
+/// Every split is enumerated while there are at most [`EXACT_SPLIT_LIMIT`]; beyond
+/// that [`RANDOM_SPLITS`] seeded random splits are drawn and p = (b + 1) / (m + 1)
+/// (Phipson & Smyth, "Permutation p-values should never be zero", Stat. Appl.
+/// Genet. Mol. Biol. 9(1), 2010).
 ///
 /// Small samples bound what can be shown: with 3 and 3 values there are 20 splits
 /// and the two mirror-image extremes give p ≥ 2/20 = 0.1, so nothing is
-/// significant at 0.05; 4 and 4 give 70 splits and p ≥ 0.029. `min_p` says so.
-pub fn permutation_test_median(a: &[f64], b: &[f64]) -> PermutationTest {
+/// significant at 0.05; 4 and 4 give 70 splits and p ≥ 2/70 ≈ 0.029. `min_p` says
+/// so for the samples at hand.
+pub fn mann_whitney(a: &[f64], b: &[f64]) -> RankTest {
     let (na, nb) = (a.len(), b.len());
     if na == 0 || nb == 0 {
-        return PermutationTest {
+        return RankTest {
+            u: f64::NAN,
             p: 1.0,
             min_p: 1.0,
             exact: true,
@@ -233,45 +262,39 @@ pub fn permutation_test_median(a: &[f64], b: &[f64]) -> PermutationTest {
     }
     let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
     let n = pooled.len();
-    let observed = (median(a) - median(b)).abs();
-    // Tolerance for "at least as extreme" under floating-point noise.
-    let tol = 1e-12 * observed.abs().max(1.0);
-    let mut ga = Vec::with_capacity(na);
-    let mut gb = Vec::with_capacity(nb);
-    let mut stat_of = |mask: &dyn Fn(usize) -> bool| {
-        ga.clear();
-        gb.clear();
-        for (i, v) in pooled.iter().enumerate() {
-            if mask(i) {
-                ga.push(*v)
-            } else {
-                gb.push(*v)
-            }
-        }
-        (median(&ga) - median(&gb)).abs()
-    };
+    let r2 = doubled_midranks(&pooled);
+    // Doubled U deviation: |2·W − na(n+1)| where W is A's rank sum; 2W = Σ r2.
+    let centre = (na * (n + 1)) as i64;
+    let dev = |sum2: u64| (sum2 as i64 - centre).unsigned_abs();
+    let observed_sum: u64 = r2[..na].iter().sum();
+    let observed = dev(observed_sum);
+    let u = observed_sum as f64 / 2.0 - (na * (na + 1)) as f64 / 2.0;
     let total = binomial(n as u64, na as u64);
-    if n < 64 && total <= PERMUTATION_EXACT_LIMIT {
-        let (mut hits, mut at_max, mut max) = (0u64, 0u64, f64::NEG_INFINITY);
+    if n < 64 && total <= EXACT_SPLIT_LIMIT {
+        let (mut hits, mut at_max, mut max) = (0u64, 0u64, 0u64);
         // Gosper's hack: every n-bit mask with exactly `na` bits set.
         let mut m: u64 = (1u64 << na) - 1;
         let limit = 1u64 << n;
         while m < limit {
-            let st = stat_of(&|i| m >> i & 1 == 1);
-            if st >= observed - tol {
+            let sum: u64 = (0..n).filter(|i| m >> i & 1 == 1).map(|i| r2[i]).sum();
+            let d = dev(sum);
+            if d >= observed {
                 hits += 1;
             }
-            if st > max + tol {
-                max = st;
-                at_max = 1;
-            } else if (st - max).abs() <= tol {
-                at_max += 1;
+            match d.cmp(&max) {
+                std::cmp::Ordering::Greater => {
+                    max = d;
+                    at_max = 1;
+                }
+                std::cmp::Ordering::Equal => at_max += 1,
+                std::cmp::Ordering::Less => {}
             }
             let c = m & m.wrapping_neg();
             let r = m + c;
             m = (((r ^ m) >> 2) / c) | r;
         }
-        return PermutationTest {
+        return RankTest {
+            u,
             p: hits as f64 / total as f64,
             min_p: at_max as f64 / total as f64,
             exact: true,
@@ -280,24 +303,21 @@ pub fn permutation_test_median(a: &[f64], b: &[f64]) -> PermutationTest {
     }
     let mut rng = fastrand::Rng::with_seed(SEED);
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut in_a = vec![false; n];
     let mut hits = 0u64;
-    for _ in 0..PERMUTATION_RESAMPLES {
+    for _ in 0..RANDOM_SPLITS {
         rng.shuffle(&mut idx);
-        in_a.iter_mut().for_each(|x| *x = false);
-        for &i in &idx[..na] {
-            in_a[i] = true;
-        }
-        if stat_of(&|i| in_a[i]) >= observed - tol {
+        let sum: u64 = idx[..na].iter().map(|&i| r2[i]).sum();
+        if dev(sum) >= observed {
             hits += 1;
         }
     }
-    let m = PERMUTATION_RESAMPLES as f64;
-    PermutationTest {
+    let m = RANDOM_SPLITS as f64;
+    RankTest {
+        u,
         p: (hits as f64 + 1.0) / (m + 1.0),
         min_p: 1.0 / (m + 1.0),
         exact: false,
-        splits: PERMUTATION_RESAMPLES as u64,
+        splits: RANDOM_SPLITS as u64,
     }
 }
 
@@ -373,35 +393,52 @@ mod tests {
     }
 
     #[test]
-    fn permutation_test_exact_p_values_by_hand() {
-        // 3 vs 3, fully separated: only the split itself and its mirror image reach
-        // |Δmedian| = 3, so p = 2/20 = 0.1, which is also the smallest possible.
-        let t = permutation_test_median(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]);
-        assert!(t.exact);
-        assert_eq!(t.splits, 20);
-        assert!(close(t.p, 0.1), "{t:?}");
-        assert!(close(t.min_p, 0.1), "{t:?}");
-        // 4 vs 4, separated: p = 2/70.
-        let t = permutation_test_median(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]);
-        assert!(close(t.p, 2.0 / 70.0), "{t:?}");
-        // Identical samples: every split is at least as extreme as Δ = 0.
-        let t = permutation_test_median(&[5.0, 5.0, 5.0], &[5.0, 5.0, 5.0]);
-        assert!(close(t.p, 1.0), "{t:?}");
-        // Interleaved: 1 3 5 vs 2 4 6 gives Δ = 1; splits with |Δ| ≥ 1 counted by
-        // hand: all but the 6 splits whose medians tie (p = 14/20).
-        let t = permutation_test_median(&[1.0, 3.0, 5.0], &[2.0, 4.0, 6.0]);
-        assert!(t.p > 0.5, "{t:?}");
+    fn mid_ranks_share_ties() {
+        // 10, 20, 20, 30 → ranks 1, 2.5, 2.5, 4 (doubled: 2, 5, 5, 8).
+        assert_eq!(
+            doubled_midranks(&[20.0, 10.0, 30.0, 20.0]),
+            vec![5, 2, 8, 5]
+        );
     }
 
     #[test]
-    fn permutation_test_draws_random_splits_for_large_samples() {
+    fn mann_whitney_exact_p_values_by_hand() {
+        // 3 vs 3, fully separated: U = 0; only the split itself and its mirror
+        // image are that extreme, so p = 2/20 = 0.1, the smallest possible.
+        let t = mann_whitney(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]);
+        assert!(t.exact);
+        assert_eq!((t.u, t.splits), (0.0, 20));
+        assert!(close(t.p, 0.1), "{t:?}");
+        assert!(close(t.min_p, 0.1), "{t:?}");
+        // 4 vs 4, separated: p = 2/70 (Mann & Whitney 1947, table I: P(U ≤ 0) = 1/70).
+        let t = mann_whitney(&[5.0, 6.0, 7.0, 8.0], &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(t.u, 16.0);
+        assert!(close(t.p, 2.0 / 70.0), "{t:?}");
+        // 3 vs 3 with U = 1 (one inversion): splits with U ≤ 1 or U ≥ 8 are
+        // U=0, U=1 on each side: 4 of 20.
+        let t = mann_whitney(&[1.0, 2.0, 4.0], &[3.0, 5.0, 6.0]);
+        assert_eq!(t.u, 1.0);
+        assert!(close(t.p, 0.2), "{t:?}");
+        // Identical samples: every split is at least as extreme.
+        let t = mann_whitney(&[5.0, 5.0, 5.0], &[5.0, 5.0, 5.0]);
+        assert!(close(t.p, 1.0), "{t:?}");
+        // Interleaved: U = 3, 1.5 from the centre 4.5. The null distribution of U
+        // for 3 vs 3 (U = 0..9) has counts 1 1 2 3 3 3 3 2 1 1; only U = 4 and 5
+        // (6 splits) are closer to the centre, so p = 14/20.
+        let t = mann_whitney(&[1.0, 3.0, 5.0], &[2.0, 4.0, 6.0]);
+        assert_eq!(t.u, 3.0);
+        assert!(close(t.p, 0.7), "{t:?}");
+    }
+
+    #[test]
+    fn mann_whitney_draws_random_splits_for_large_samples() {
         let a: Vec<f64> = (0..15).map(|i| 100.0 + i as f64 * 0.1).collect();
         let b: Vec<f64> = (0..15).map(|i| 90.0 + i as f64 * 0.1).collect();
-        let t = permutation_test_median(&a, &b);
+        let t = mann_whitney(&a, &b);
         assert!(!t.exact);
         assert!(t.p < 0.001, "{t:?}");
         assert!(close(t.min_p, 1.0 / 20_001.0));
         // Reproducible (seeded).
-        assert_eq!(permutation_test_median(&a, &b), t);
+        assert_eq!(mann_whitney(&a, &b), t);
     }
 }

@@ -1,6 +1,6 @@
 //! `virtmark compare RUN_A RUN_B`: per (workload, target, headline metric) found in
 //! both runs, the change of the median and of the ratio to native, and whether the
-//! change is significant by a permutation test over the kept raw samples.
+//! change is significant by a Mann–Whitney U test over the kept raw samples.
 //!
 //! A change is *flagged* when it is beyond the threshold (relative change of the
 //! median, in either direction) and significant (p ≤ α). The command exits 1 when
@@ -15,7 +15,7 @@ use super::view::fmt_ratio;
 use crate::error::user;
 use crate::fingerprint::Fingerprint;
 use crate::results::RunRecord;
-use crate::stats::{self, PermutationTest};
+use crate::stats::{self, RankTest};
 
 /// Options of a comparison.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +85,7 @@ pub struct Row {
     /// Kept samples in A and B.
     pub n: (usize, usize),
     /// The test over the kept samples.
-    pub test: PermutationTest,
+    pub test: RankTest,
     /// The conclusion.
     pub verdict: Verdict,
 }
@@ -165,7 +165,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, options: Options) -> anyhow::Result
             continue;
         };
         let change = stats::ratio(rb.median, ra.median, ra.higher_is_better) - 1.0;
-        let test = stats::permutation_test_median(&ra.samples, &rb.samples);
+        let test = stats::mann_whitney(&ra.samples, &rb.samples);
         let beyond = change.abs() > options.threshold;
         let significant = test.p <= options.alpha;
         let verdict = match (beyond, significant) {
@@ -269,14 +269,14 @@ pub fn render(c: &Comparison) -> String {
     let exact = c.rows.iter().all(|r| r.test.exact);
     let _ = writeln!(
         o,
-        "test: two-sided permutation test of the difference of medians over the kept raw samples ({}).",
+        "test: two-sided Mann–Whitney U test over the kept raw samples, {}.",
         if exact {
-            "exact: every split of the pooled samples enumerated".to_string()
+            "exact (every split of the pooled samples enumerated)".to_string()
         } else {
             format!(
-                "exact up to {} splits, else {} seeded random splits",
-                stats::PERMUTATION_EXACT_LIMIT,
-                stats::PERMUTATION_RESAMPLES
+                "exact up to {} splits, else a permutation test of U over {} seeded random splits",
+                stats::EXACT_SPLIT_LIMIT,
+                stats::RANDOM_SPLITS
             )
         }
     );

@@ -246,7 +246,10 @@ fn relative(ctx: &Ctx) -> Option<String> {
          confidence interval of the ratio. Dashed line: native.</p>\n",
     );
     for c in &ctx.relative {
-        h.push_str(&figure(c, &c.title));
+        h.push_str(&figure(
+            c,
+            "Bars: ratio of the target's median to native's; whiskers: bootstrap 95% CI; dashed line: native (1.0); DNR: no result.",
+        ));
     }
     Some(h)
 }
@@ -313,7 +316,10 @@ fn per_workload(ctx: &Ctx) -> Option<String> {
             .unwrap_or_default()
         );
         if let Some(c) = svg::median_chart(v, wi) {
-            h.push_str(&figure(&c, &c.title));
+            h.push_str(&figure(
+                &c,
+                "Bars: median of the kept samples; whiskers: bootstrap 95% CI of the median; dots: the kept samples.",
+            ));
         }
         let unit = head.map(|r| r.unit.as_str()).unwrap_or("");
         let _ = writeln!(

@@ -1,7 +1,7 @@
 //! Reports derived from a stored run. Only stored runs are read here.
 //!
-//! [`view`] derives what every format shows from a [`RunRecord`]; [`html`],
-//! [`markdown`], [`export`] (CSV, JSON, chart files) and [`terminal`] render it;
+//! [`view`] derives what every format shows from a [`RunRecord`]; [`mod@html`],
+//! [`mod@markdown`], [`export`] (CSV, JSON, chart files) and [`terminal`] render it;
 //! [`svg`] draws the charts; [`load`] finds a run by id or directory; [`compare`]
 //! sets two runs side by side.
 

@@ -189,7 +189,10 @@ fn relative_chart(
     let group_w = k as f64 * bar_w + gap;
     let left = 64.0;
     let right = 20.0;
-    let plot_w = (groups.len() as f64 * group_w).max(360.0);
+    // Wide enough for the title on one line.
+    let plot_w = (groups.len() as f64 * group_w)
+        .max(360.0)
+        .max(title.chars().count() as f64 * 7.6 - left + 10.0);
     let width = left + plot_w + right;
     let rows = legend_rows(compared, plot_w);
     let top = 30.0 + 18.0 * rows as f64;
@@ -419,7 +422,7 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
         .collect();
     let left = 12.0 + 7.0 * all.iter().map(|t| t.1.chars().count()).max().unwrap_or(6) as f64;
     let left = left.max(70.0);
-    let plot_w = 420.0;
+    let plot_w = (420.0f64).max(title.chars().count() as f64 * 7.2 - left + 10.0);
     let width = left + plot_w + 30.0;
     let row_h = 22.0;
     let top = 26.0;
