@@ -101,7 +101,10 @@ fn synthetic_8_targets_by_16_workloads_renders_under_2_mb() {
     );
     assert!(html.len() < 2 * 1024 * 1024, "{} bytes", html.len());
     if let Some(keep) = std::env::var_os("VIRTMARK_KEEP_REPORT") {
-        std::fs::write(Path::new(&keep).join("synthetic-8x16.html"), &html).unwrap();
+        // For looking at it: a run directory `virtmark report` and the screenshot
+        // script accept.
+        write_run_dir(&Path::new(&keep).join("synthetic-8x16"), &run);
+        std::fs::write(Path::new(&keep).join("synthetic-8x16/report.html"), &html).unwrap();
     }
 }
 

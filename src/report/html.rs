@@ -77,6 +77,7 @@ table{border-collapse:collapse;margin:.5rem 0 1rem;font-variant-numeric:tabular-
 th,td{border:1px solid var(--line);padding:.25rem .55rem;text-align:right;vertical-align:top}
 th{background:var(--bg-alt)}th:first-child,td:first-child{text-align:left}
 td.dnr{color:var(--muted);text-align:left}
+table.env td,table.targets td{text-align:left}
 .noisy{color:var(--warn);font-weight:bold}
 figure{margin:1rem 0;break-inside:avoid;page-break-inside:avoid}
 figure svg{max-width:100%;height:auto}
@@ -123,7 +124,7 @@ pub fn render(view: &View) -> String {
          host {host} · targets: {targets} · {nw} workload(s)</p>\n</header>\n\
          <nav aria-label=\"contents\"><ol>\n{toc}</ol></nav>\n<main>\n{body}</main>\n\
          <footer class=\"note\"><p>Made by virtmark {ver} ({rev}) from the stored run; every figure is \
-         derived from the raw samples in results.json.</p></footer>\n</body>\n</html>\n",
+         derived from the run's stored raw samples.</p></footer>\n</body>\n</html>\n",
         ver = esc(&run.virtmark.version),
         rev = esc(&run.virtmark.git_revision),
         id = esc(&run.run_id),
@@ -207,7 +208,7 @@ fn summary(ctx: &Ctx) -> Option<String> {
         .count();
     let _ = writeln!(
         h,
-        "<p class=\"note\">{} results, {} DNR, {} noisy. Method: {}.</p>",
+        "<p class=\"note\">Results: {}; DNR: {}; noisy: {}. Method: {}.</p>",
         v.run.results.iter().filter(|r| r.headline).count(),
         v.dnr.len(),
         noisy,
@@ -432,7 +433,7 @@ fn environment(ctx: &Ctx) -> Option<String> {
     );
     let _ = writeln!(
         h,
-        "<h3>Targets</h3><table><thead><tr><th>target</th><th>seen from inside</th><th>CPUs</th><th>memory</th><th>kernel</th><th>start-up</th></tr></thead><tbody>"
+        "<h3>Targets</h3><table class=\"targets\"><thead><tr><th>target</th><th>seen from inside</th><th>CPUs</th><th>memory</th><th>kernel</th><th>start-up</th></tr></thead><tbody>"
     );
     for t in &run.targets {
         match &t.fingerprint {

@@ -206,7 +206,7 @@ fn relative_chart(
     let bottom = if rotate {
         30.0 + longest as f64 * 4.6
     } else {
-        34.0
+        22.0
     } + 18.0;
     let height = top + plot_h + bottom;
 
@@ -394,6 +394,15 @@ fn relative_chart(
     Chart { id, title, svg: s }
 }
 
+/// A tick label with as many decimals as the step needs (`50`, `0.25`, `1.5e6`).
+fn fmt_tick(v: f64, step: f64) -> String {
+    if v.abs() >= 1e6 {
+        return format!("{v:.3e}");
+    }
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    format!("{v:.decimals$}")
+}
+
 fn trim_tick(v: f64) -> String {
     let s = format!("{v:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -483,7 +492,7 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
              <text x=\"{xx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             top + plot_h,
             top + plot_h + 14.0,
-            fmt_num(v)
+            fmt_tick(v, step)
         );
         v += step;
     }
@@ -588,6 +597,13 @@ mod tests {
         assert_eq!(nice_step(10.0, 5), 2.0);
         assert_eq!(nice_step(3000.0, 5), 1000.0);
         assert_eq!(nice_step(0.0, 5), 1.0);
+    }
+
+    #[test]
+    fn ticks_show_the_decimals_the_step_needs() {
+        assert_eq!(fmt_tick(50.0, 50.0), "50");
+        assert_eq!(fmt_tick(0.25, 0.05), "0.25");
+        assert_eq!(fmt_tick(1.5, 0.5), "1.5");
     }
 
     #[test]
