@@ -332,6 +332,20 @@ fn a_real_short_run_writes_both_reports_and_reports_again_from_the_database() {
     std::fs::remove_file(dir.join("report.md")).unwrap();
     sb.cmd(&["report"]).assert().success();
     assert!(dir.join("report.md").is_file());
+    // A run directory without results.json (killed before writing it): the
+    // database holds its samples under the directory's name.
+    std::fs::remove_file(dir.join("results.json")).unwrap();
+    let out = sb
+        .cmd(&["report", dir.to_str().unwrap(), "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Header and one row per metric of each of the 3 samples.
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 1 + 3);
     // With the run directory gone, the database alone still reports.
     std::fs::remove_dir_all(&dir).unwrap();
     let out = sb.cmd(&["report", &id, "--format", "md"]).output().unwrap();

@@ -192,7 +192,9 @@ fn relative_chart(
     // Wide enough for the title on one line.
     let plot_w = (groups.len() as f64 * group_w)
         .max(360.0)
-        .max(title.chars().count() as f64 * 7.6 - left + 10.0);
+        .max(title.chars().count() as f64 * 8.6 - left + 10.0);
+    // Groups are centred when the plot is wider than they need.
+    let x0 = left + (plot_w - groups.len() as f64 * group_w) / 2.0;
     let width = left + plot_w + right;
     let rows = legend_rows(compared, plot_w);
     let top = 30.0 + 18.0 * rows as f64;
@@ -296,7 +298,7 @@ fn relative_chart(
     // Bars.
     let _ = writeln!(s, "<g class=\"bars\">");
     for (gi, w) in groups.iter().enumerate() {
-        let gx = left + gi as f64 * group_w + gap / 2.0;
+        let gx = x0 + gi as f64 * group_w + gap / 2.0;
         let _ = writeln!(s, "<g class=\"group\" data-workload=\"{}\">", esc(&w.name));
         for (slot, (i, t)) in compared.iter().enumerate() {
             let x = gx + slot as f64 * bar_w;
@@ -431,7 +433,7 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
         .collect();
     let left = 12.0 + 7.0 * all.iter().map(|t| t.1.chars().count()).max().unwrap_or(6) as f64;
     let left = left.max(70.0);
-    let plot_w = (420.0f64).max(title.chars().count() as f64 * 7.2 - left + 10.0);
+    let plot_w = (420.0f64).max(title.chars().count() as f64 * 8.0 - left + 10.0);
     let width = left + plot_w + 30.0;
     let row_h = 22.0;
     let top = 26.0;
