@@ -345,7 +345,7 @@ fn a_real_short_run_writes_both_reports_and_reports_again_from_the_database() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Header and one row per metric of each of the 3 samples.
-    assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 1 + 3);
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 3);
     // With the run directory gone, the database alone still reports.
     std::fs::remove_dir_all(&dir).unwrap();
     let out = sb.cmd(&["report", &id, "--format", "md"]).output().unwrap();
