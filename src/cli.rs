@@ -149,7 +149,7 @@ pub struct CompareArgs {
     /// Smallest change of a median that counts, e.g. 5%.
     #[arg(long, default_value = "5%", value_parser = crate::report::compare::parse_threshold)]
     pub threshold: f64,
-    /// Significance level of the permutation test.
+    /// Significance level of the Mann–Whitney U test.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
     /// Results database (default: $VIRTMARK_DB or the user's data directory).
