@@ -55,6 +55,13 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Write a run's report: HTML and Markdown into its run directory, or one format
+    /// to a file or standard output.
+    Report(ReportArgs),
+    /// Compare two runs per workload and target: change of the median and of the
+    /// ratio to native, and whether it is significant. Exit status: 0 = no
+    /// significant change beyond the threshold, 1 = at least one, 2 = bad input.
+    Compare(CompareArgs),
     /// Remove what crashed or killed runs left behind (namespaces, links, cgroups,
     /// mounts, scratch, processes), from their ledgers.
     Cleanup {
@@ -196,6 +203,56 @@ pub struct IsolateArgs {
     pub common: CommonArgs,
 }
 
+/// Options of `virtmark report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run id from the results database or a run directory (default: the newest run).
+    pub run: Option<String>,
+    /// Write only this format (to -o FILE, else standard output).
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Output file for --format (default: standard output).
+    #[arg(short, long, requires = "format")]
+    pub output: Option<PathBuf>,
+    /// Also write every chart as standalone SVG and PNG into this directory.
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// Results database (default: $VIRTMARK_DB or the user's data directory).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+/// `--format` values of `virtmark report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Self-contained HTML with inline SVG charts.
+    Html,
+    /// GitHub-flavoured Markdown: summary and tables.
+    Md,
+    /// One row per sample and metric (every field needed to recompute statistics).
+    Csv,
+    /// The whole run (results.json, with schema_version).
+    Json,
+}
+
+/// Options of `virtmark compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier run: id or run directory.
+    pub run_a: String,
+    /// The later run: id or run directory.
+    pub run_b: String,
+    /// Smallest change of a median that counts, e.g. 5%.
+    #[arg(long, default_value = "5%", value_parser = crate::report::compare::parse_threshold)]
+    pub threshold: f64,
+    /// Significance level of the Mann–Whitney U test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Results database (default: $VIRTMARK_DB or the user's data directory).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
 /// `--preset` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
@@ -223,6 +280,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::History { db, limit } => cmd_history(db, limit),
+        Command::Report(args) => cmd_report(args),
+        Command::Compare(args) => cmd_compare(args),
         Command::Cleanup { force } => cmd_cleanup(force),
         Command::Stress { kind, params } => {
             let p: crate::stressors::StressParams =
@@ -307,6 +366,110 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         done.dir.join("results.json").display()
     )?;
     writeln!(out, "  database:      {}", opts.db.display())?;
+    match crate::report::write_reports(&done.record, &done.dir) {
+        Ok((html, md)) => {
+            writeln!(out, "  report:        {}", html.display())?;
+            writeln!(out, "                 {}", md.display())?;
+        }
+        Err(e) => eprintln!("virtmark: warning: writing the report: {e:#}"),
+    }
+    Ok(())
+}
+
+fn cmd_report(args: ReportArgs) -> Result<()> {
+    use crate::report::{export, load};
+    let db = args.db.unwrap_or_else(crate::store::db::default_path);
+    let loaded = load::load(args.run.as_deref(), &db)?;
+    let run = &loaded.record;
+    let mut out = std::io::stdout().lock();
+    if let Some(dir) = &args.charts {
+        let files = export::write_charts(&crate::report::charts(run), dir)?;
+        writeln!(out, "charts: {} file(s) in {}", files.len(), dir.display())?;
+    }
+    if let Some(fmt) = args.format {
+        let text = match fmt {
+            ReportFormat::Html => crate::report::html(run),
+            ReportFormat::Md => crate::report::markdown(run),
+            ReportFormat::Csv => export::csv(run),
+            ReportFormat::Json => export::json(run)?,
+        };
+        match &args.output {
+            Some(p) => {
+                std::fs::write(p, text)
+                    .map_err(|e| user(format!("cannot write {}: {e}", p.display())))?;
+                writeln!(out, "{}", p.display())?;
+            }
+            None => out.write_all(text.as_bytes())?,
+        }
+        return Ok(());
+    }
+    // Both reports beside the run; a run whose directory is gone reports into ./<id>/.
+    let dir = match &loaded.dir {
+        Some(d) => d.clone(),
+        None => {
+            let d = PathBuf::from(&run.run_id);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| user(format!("cannot create {}: {e}", d.display())))?;
+            d
+        }
+    };
+    let (html, md) = crate::report::write_reports(run, &dir)?;
+    writeln!(
+        out,
+        "run {} ({})",
+        run.run_id,
+        crate::report::view::status_text(run.status)
+    )?;
+    writeln!(out, "  {}", html.display())?;
+    writeln!(out, "  {}", md.display())?;
+    Ok(())
+}
+
+fn cmd_compare(args: CompareArgs) -> Result<()> {
+    use crate::report::{compare, load};
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(user(format!(
+            "invalid --alpha {}: give a significance level between 0 and 1, e.g. 0.05",
+            args.alpha
+        )));
+    }
+    let db = args.db.unwrap_or_else(crate::store::db::default_path);
+    let a = load::load(Some(&args.run_a), &db)?.record;
+    let b = load::load(Some(&args.run_b), &db)?.record;
+    let c = compare::compare(
+        &a,
+        &b,
+        compare::Options {
+            threshold: args.threshold,
+            alpha: args.alpha,
+        },
+    )?;
+    if !c.host_differences.is_empty() {
+        eprintln!(
+            "virtmark: warning: the runs were measured on different hosts: {}",
+            c.host_differences.join("; ")
+        );
+    }
+    for (id, r) in [(&a.run_id, &a), (&b.run_id, &b)] {
+        if r.status != crate::results::RunStatus::Complete {
+            eprintln!(
+                "virtmark: warning: run {id} is {}",
+                crate::report::view::status_text(r.status)
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", compare::render(&c))?;
+    out.flush()?;
+    let n = c.flagged();
+    if n > 0 {
+        anyhow::bail!(
+            "{n} significant change(s) beyond {:.1}% between {} and {}",
+            args.threshold * 100.0,
+            a.run_id,
+            b.run_id
+        );
+    }
     Ok(())
 }
 

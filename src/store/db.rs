@@ -76,6 +76,14 @@ CREATE TABLE IF NOT EXISTS failures (
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
 ";
 
+fn parse_step(s: &str) -> crate::results::Step {
+    match s {
+        "scale" => crate::results::Step::Scale,
+        "isolation" => crate::results::Step::Isolation,
+        _ => crate::results::Step::Overhead,
+    }
+}
+
 /// The default database path: `$VIRTMARK_DB`, else `<data dir>/virtmark/results.db`.
 pub fn default_path() -> PathBuf {
     if let Some(p) = std::env::var_os("VIRTMARK_DB") {
@@ -379,11 +387,7 @@ impl Db {
                         elapsed_s: r.get(6)?,
                         metrics: vec![],
                         notes: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
-                        step: match r.get::<_, String>(8)?.as_str() {
-                            "scale" => crate::results::Step::Scale,
-                            "isolation" => crate::results::Step::Isolation,
-                            _ => crate::results::Step::Overhead,
-                        },
+                        step: parse_step(&r.get::<_, String>(8)?),
                         instances: r.get(9)?,
                         instance: r.get(10)?,
                         stressor: r.get(11)?,
@@ -410,6 +414,203 @@ impl Db {
             out.push(s);
         }
         Ok(out)
+    }
+
+    /// The newest run's id, if any.
+    pub fn latest_run_id(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT id FROM runs ORDER BY started DESC, id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Ids of the newest runs, newest first (for error messages).
+    pub fn recent_ids(&self, limit: usize) -> Result<Vec<String>> {
+        Ok(self.history(limit)?.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Every DNR of a run, in the order stored.
+    pub fn failures(&self, run_id: &str) -> Result<Vec<FailureRecord>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT target, workload, rep, kind, message, step, instances, instance, stressor FROM failures WHERE run_id = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| db_error(&self.path, e))?;
+        let rows = st
+            .query_map([run_id], |r| {
+                Ok(FailureRecord {
+                    target: r.get(0)?,
+                    workload: r.get(1)?,
+                    rep: r.get(2)?,
+                    kind: r.get(3)?,
+                    message: r.get(4)?,
+                    step: parse_step(&r.get::<_, String>(5)?),
+                    instances: r.get(6)?,
+                    instance: r.get(7)?,
+                    stressor: r.get(8)?,
+                })
+            })
+            .map_err(|e| db_error(&self.path, e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Rebuild a whole run from the database (statistics recomputed from the
+    /// samples); `None` when no run has this id. The run directory it was written
+    /// to, if recorded, comes along.
+    pub fn load_run(&self, run_id: &str) -> Result<Option<(RunRecord, Option<PathBuf>)>> {
+        struct Head {
+            started: String,
+            finished: Option<String>,
+            status: String,
+            targets: String,
+            run_dir: Option<String>,
+            command: String,
+            version: String,
+            git_revision: String,
+            host_json: String,
+            plan_toml: String,
+        }
+        let head = self
+            .conn
+            .query_row(
+                "SELECT started, finished, status, targets, run_dir, command, version, git_revision, host_json, plan_toml
+                 FROM runs WHERE id = ?1",
+                [run_id],
+                |r| {
+                    Ok(Head {
+                        started: r.get(0)?,
+                        finished: r.get(1)?,
+                        status: r.get(2)?,
+                        targets: r.get(3)?,
+                        run_dir: r.get(4)?,
+                        command: r.get(5)?,
+                        version: r.get(6)?,
+                        git_revision: r.get(7)?,
+                        host_json: r.get(8)?,
+                        plan_toml: r.get(9)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, e))?;
+        let Some(h) = head else {
+            return Ok(None);
+        };
+        let damaged = |what: &str, e: &dyn std::fmt::Display| {
+            user(format!(
+                "run {run_id} in {}: stored {what} is damaged ({e})",
+                self.path.display()
+            ))
+        };
+        let host =
+            serde_json::from_str(&h.host_json).map_err(|e| damaged("host fingerprint", &e))?;
+        // A stored plan is history: parse it without checking it against today's catalog.
+        let plan: crate::plan::Plan =
+            toml::from_str(&h.plan_toml).map_err(|e| damaged("plan", &e))?;
+        let status = match h.status.as_str() {
+            "complete" => RunStatus::Complete,
+            "partial" => RunStatus::Partial,
+            _ => RunStatus::Running,
+        };
+        // Targets in the order the run listed them, fingerprints from their table.
+        let mut st = self
+            .conn
+            .prepare("SELECT name, startup_s, fingerprint_json FROM targets WHERE run_id = ?1")
+            .map_err(|e| db_error(&self.path, e))?;
+        let stored = st
+            .query_map([run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<f64>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(|e| db_error(&self.path, e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error(&self.path, e))?;
+        let mut targets: Vec<TargetRecord> = h
+            .targets
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|name| TargetRecord {
+                name: name.to_string(),
+                fingerprint: None,
+                startup_s: None,
+            })
+            .collect();
+        for (name, startup_s, fp) in stored {
+            let fingerprint = fp
+                .map(|j| serde_json::from_str(&j))
+                .transpose()
+                .map_err(|e| damaged("target fingerprint", &e))?;
+            match targets.iter_mut().find(|t| t.name == name) {
+                Some(t) => {
+                    t.startup_s = startup_s;
+                    t.fingerprint = fingerprint;
+                }
+                None => targets.push(TargetRecord {
+                    name,
+                    fingerprint,
+                    startup_s,
+                }),
+            }
+        }
+        let samples = self.samples(run_id)?;
+        let failures = self.failures(run_id)?;
+        let results = crate::results::derive_results(&samples);
+        // The other steps' tables are derived from the samples too.
+        let scale = match &plan.scale {
+            Some(sp) => {
+                let hib = crate::workloads::find(&sp.workload).is_none_or(|w| w.higher_is_better);
+                crate::runner::scale::scale_entries(&samples, &failures, sp, hib)
+            }
+            None => vec![],
+        };
+        let isolation = match &plan.isolation {
+            Some(iso) => {
+                let stressors: Vec<(String, Vec<String>)> =
+                    iso.stressors.iter().map(|s| (s.clone(), vec![])).collect();
+                targets
+                    .iter()
+                    .flat_map(|t| {
+                        crate::runner::isolate::isolation_entries(
+                            &samples,
+                            &t.name,
+                            iso.instances,
+                            &stressors,
+                        )
+                    })
+                    .collect()
+            }
+            None => vec![],
+        };
+        let record = RunRecord {
+            schema_version: crate::results::SCHEMA_VERSION,
+            run_id: run_id.to_string(),
+            started: h.started,
+            finished: h.finished,
+            status,
+            virtmark: crate::results::Provenance {
+                version: h.version,
+                git_revision: h.git_revision,
+            },
+            command: h.command,
+            host,
+            plan,
+            targets,
+            samples,
+            failures,
+            results,
+            scale,
+            isolation,
+        };
+        Ok(Some((record, h.run_dir.map(PathBuf::from))))
     }
 
     /// Number of runs stored.

@@ -1,0 +1,489 @@
+//! The HTML report: one self-contained file (inline CSS and SVG, no script, no
+//! external resource), readable offline and printable.
+//!
+//! The page is a list of [`SECTIONS`], each a function from the run's [`View`] to
+//! an optional block of HTML (`None` leaves the section out). The scalability line
+//! charts and the isolation table of the later steps are new entries in that list:
+//! a `fn scalability(ctx: &Ctx) -> Option<String>` that returns `None` while the run
+//! has no such data.
+
+use std::fmt::Write;
+
+use super::fmt_num;
+use super::svg::{self, esc, Chart};
+use super::view::{fmt_ratio, status_text, View, CLASSES};
+use crate::results::{ResultEntry, RunStatus, BASELINE};
+
+/// What every section gets: the view and the charts drawn once.
+pub struct Ctx<'a> {
+    /// The derived view of the run.
+    pub view: &'a View<'a>,
+    /// Relative-performance charts, one per class.
+    pub relative: Vec<Chart>,
+}
+
+/// One section of the page.
+pub struct Section {
+    /// Anchor (`summary`).
+    pub id: &'static str,
+    /// Heading and table-of-contents entry.
+    pub title: &'static str,
+    /// The section's body, or `None` to leave it out.
+    pub render: fn(&Ctx) -> Option<String>,
+}
+
+/// The page, in order. Add a section here to extend the report.
+pub const SECTIONS: &[Section] = &[
+    Section {
+        id: "summary",
+        title: "Summary",
+        render: summary,
+    },
+    Section {
+        id: "relative",
+        title: "Performance relative to native",
+        render: relative,
+    },
+    Section {
+        id: "workloads",
+        title: "Results per workload",
+        render: per_workload,
+    },
+    Section {
+        id: "dnr",
+        title: "Did not return a result (DNR)",
+        render: dnr,
+    },
+    // The scalability (`virtmark scale`) and isolation (`virtmark isolate`) steps add
+    // their sections here once `RunRecord` carries their data.
+    Section {
+        id: "environment",
+        title: "Environment and provenance",
+        render: environment,
+    },
+];
+
+const CSS: &str = r#"
+:root{--fg:#1a1a1a;--muted:#555;--line:#ccc;--bg-alt:#f5f5f5;--warn:#8a4b00}
+*{box-sizing:border-box}
+body{font:15px/1.45 "DejaVu Sans",Verdana,system-ui,sans-serif;color:var(--fg);margin:0 auto;max-width:1180px;padding:1.2rem 1.5rem 3rem}
+h1{font-size:1.6rem;margin:.2rem 0 .4rem}h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:2px solid var(--fg);padding-bottom:.2rem}
+h3{font-size:1.1rem;margin:1.6rem 0 .4rem}
+.meta{color:var(--muted);margin:.2rem 0}
+.status{display:inline-block;padding:.1rem .5rem;border:1px solid;border-radius:3px;font-weight:bold}
+.status.partial{color:var(--warn)}
+nav ol{columns:2;margin:.6rem 0;padding-left:1.4rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-variant-numeric:tabular-nums}
+th,td{border:1px solid var(--line);padding:.25rem .55rem;text-align:right;vertical-align:top}
+th{background:var(--bg-alt)}th:first-child,td:first-child{text-align:left}
+td.dnr{color:var(--muted);text-align:left}
+table.env td,table.targets td{text-align:left}
+.noisy{color:var(--warn);font-weight:bold}
+figure{margin:1rem 0;break-inside:avoid;page-break-inside:avoid}
+figure svg{max-width:100%;height:auto}
+figcaption{color:var(--muted);font-size:.9rem}
+.scroll{overflow-x:auto}
+.slow li{margin:.15rem 0}
+pre{background:var(--bg-alt);padding:.6rem;overflow-x:auto;font-size:.82rem;white-space:pre-wrap}
+details{margin:.4rem 0}summary{cursor:pointer}
+.note{color:var(--muted);font-size:.9rem}
+.workload{break-inside:avoid-page}
+@media print{body{max-width:none;padding:0;font-size:11pt}nav{display:none}h2{break-after:avoid}
+details{display:block}details>summary{display:none}details>*{display:block}a{color:inherit;text-decoration:none}}
+"#;
+
+/// Render the whole page.
+pub fn render(view: &View) -> String {
+    let ctx = Ctx {
+        view,
+        relative: svg::relative_charts(view),
+    };
+    let run = view.run;
+    let mut body = String::new();
+    let mut toc = String::new();
+    for s in SECTIONS {
+        if let Some(html) = (s.render)(&ctx) {
+            let _ = writeln!(toc, "<li><a href=\"#{}\">{}</a></li>", s.id, esc(s.title));
+            let _ = writeln!(
+                body,
+                "<section id=\"{}\">\n<h2>{}</h2>\n{html}</section>",
+                s.id,
+                esc(s.title)
+            );
+        }
+    }
+    let partial = run.status != RunStatus::Complete;
+    let targets = view.targets.join(", ");
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"generator\" content=\"virtmark {ver}\">\n\
+         <title>virtmark report {id}</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
+         <header>\n<h1>virtmark report: run {id}</h1>\n\
+         <p class=\"meta\"><span class=\"status{pcls}\">{status}</span> · started {started}{finished} · \
+         host {host} · targets: {targets} · {nw} workload(s)</p>\n</header>\n\
+         <nav aria-label=\"contents\"><ol>\n{toc}</ol></nav>\n<main>\n{body}</main>\n\
+         <footer class=\"note\"><p>Made by virtmark {ver} ({rev}) from the stored run; every figure is \
+         derived from the run's stored raw samples.</p></footer>\n</body>\n</html>\n",
+        ver = esc(&run.virtmark.version),
+        rev = esc(&run.virtmark.git_revision),
+        id = esc(&run.run_id),
+        pcls = if partial { " partial" } else { "" },
+        status = esc(status_text(run.status)),
+        started = esc(&run.started),
+        finished = run
+            .finished
+            .as_deref()
+            .map(|f| format!(", finished {}", esc(f)))
+            .unwrap_or_default(),
+        host = esc(&run.host.hostname),
+        targets = esc(&targets),
+        nw = view.workloads.len(),
+    )
+}
+
+fn summary(ctx: &Ctx) -> Option<String> {
+    let v = ctx.view;
+    let mut h = String::new();
+    if v.run.status != RunStatus::Complete {
+        let _ = writeln!(
+            h,
+            "<p class=\"status partial\">This run is {}.</p>",
+            esc(status_text(v.run.status))
+        );
+    }
+    if !v.has_ratios() {
+        let _ = writeln!(
+            h,
+            "<p>No ratios to native: {}. Ratios appear when a run measures native and at least one other target.</p>",
+            if v.targets.iter().any(|t| t == BASELINE) {
+                "only native has results"
+            } else {
+                "native was not measured"
+            }
+        );
+    } else {
+        let classes: Vec<(usize, &str)> = CLASSES
+            .iter()
+            .enumerate()
+            .filter(|(ci, _)| v.summary.iter().any(|s| s.by_class[*ci].is_some()))
+            .map(|(ci, c)| (ci, *c))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p>Geometric mean of each target's ratios to native (1.0 = native, higher is better; \
+             number of workloads in brackets).</p>\n<div class=\"scroll\"><table class=\"summary\">\n<thead><tr><th>target</th>"
+        );
+        for (_, c) in &classes {
+            let _ = write!(h, "<th>{c}</th>");
+        }
+        let _ = writeln!(h, "<th>overall</th></tr></thead><tbody>");
+        for s in &v.summary {
+            let _ = write!(h, "<tr><td>{}</td>", esc(&s.target));
+            for (ci, _) in &classes {
+                let _ = write!(h, "<td>{}</td>", gm_cell(s.by_class[*ci].as_ref()));
+            }
+            let _ = writeln!(
+                h,
+                "<td><strong>{}</strong></td></tr>",
+                gm_cell(s.overall.as_ref())
+            );
+        }
+        let _ = writeln!(h, "</tbody></table></div>");
+        if v.slowdowns.is_empty() {
+            let _ = writeln!(h, "<p>No target is slower than native on any workload.</p>");
+        } else {
+            let _ = writeln!(h, "<p>Largest slowdowns:</p><ol class=\"slow\">");
+            for s in &v.slowdowns {
+                let _ = writeln!(h, "<li>{}</li>", esc(&s.sentence()));
+            }
+            let _ = writeln!(h, "</ol>");
+        }
+    }
+    let noisy = v
+        .run
+        .results
+        .iter()
+        .filter(|r| r.headline && r.noisy)
+        .count();
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">Results: {}; DNR: {}; noisy: {}. Method: {}.</p>",
+        v.run.results.iter().filter(|r| r.headline).count(),
+        v.dnr.len(),
+        noisy,
+        esc(&v.method_note())
+    );
+    Some(h)
+}
+
+fn gm_cell(g: Option<&super::view::GeoMean>) -> String {
+    match g {
+        Some(g) => format!(
+            "{}× <span class=\"note\">({})</span>",
+            fmt_ratio(g.value),
+            g.n
+        ),
+        None => "–".into(),
+    }
+}
+
+fn figure(c: &Chart, caption: &str) -> String {
+    format!(
+        "<figure id=\"fig-{}\">\n<div class=\"scroll\">{}</div>\n<figcaption>{}</figcaption>\n</figure>\n",
+        c.id,
+        c.svg,
+        esc(caption)
+    )
+}
+
+fn relative(ctx: &Ctx) -> Option<String> {
+    if ctx.relative.is_empty() {
+        return None;
+    }
+    let mut h = String::from(
+        "<p>One group per workload, one bar per target: the target's median divided by native's \
+         (inverted for lower-is-better metrics, so higher is always better). Error bars: bootstrap 95% \
+         confidence interval of the ratio. Dashed line: native.</p>\n",
+    );
+    for c in &ctx.relative {
+        h.push_str(&figure(
+            c,
+            "Bars: ratio of the target's median to native's; whiskers: bootstrap 95% CI; dashed line: native (1.0); DNR: no result.",
+        ));
+    }
+    Some(h)
+}
+
+fn result_row(h: &mut String, t: &str, r: &ResultEntry) {
+    let ratio = match r.ratio_to_native {
+        Some(v) => format!(
+            "{}× <span class=\"note\">[{}–{}]</span>",
+            fmt_ratio(v),
+            fmt_ratio(r.ratio_ci_low.unwrap_or(f64::NAN)),
+            fmt_ratio(r.ratio_ci_high.unwrap_or(f64::NAN))
+        ),
+        None if t == BASELINE => "1 (baseline)".into(),
+        None => "–".into(),
+    };
+    let _ = writeln!(
+        h,
+        "<tr><td>{}</td><td>{}</td><td>{}–{}</td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(t),
+        if r.noisy {
+            format!(
+                "{} <span class=\"noisy\" title=\"coefficient of variation above 5%\">noisy</span>",
+                fmt_num(r.median)
+            )
+        } else {
+            fmt_num(r.median)
+        },
+        fmt_num(r.ci_low),
+        fmt_num(r.ci_high),
+        fmt_num(r.min),
+        fmt_num(r.max),
+        format_args!("{:.1}%", r.cov * 100.0),
+        r.n,
+        ratio
+    );
+}
+
+fn per_workload(ctx: &Ctx) -> Option<String> {
+    let v = ctx.view;
+    if v.workloads.is_empty() {
+        return None;
+    }
+    let mut h = format!("<p class=\"note\">{}.</p>\n", esc(&v.method_note()));
+    for (wi, w) in v.workloads.iter().enumerate() {
+        let head = w.cells.iter().flatten().next();
+        let _ =
+            writeln!(
+            h,
+            "<div class=\"workload\" id=\"w-{}\">\n<h3>{}</h3>\n<p class=\"meta\">class {}{}{}</p>",
+            svg::slug(&w.name),
+            esc(&w.name),
+            w.class,
+            if w.stands_for.is_empty() {
+                String::new()
+            } else {
+                format!(" · stands for {}", esc(w.stands_for))
+            },
+            head.map(|r| format!(
+                " · headline metric {} in {}, {} is better",
+                esc(&r.metric),
+                esc(&r.unit),
+                if r.higher_is_better { "higher" } else { "lower" }
+            ))
+            .unwrap_or_default()
+        );
+        if let Some(c) = svg::median_chart(v, wi) {
+            h.push_str(&figure(
+                &c,
+                "Bars: median of the kept samples; whiskers: bootstrap 95% CI of the median; dots: the kept samples.",
+            ));
+        }
+        let unit = head.map(|r| r.unit.as_str()).unwrap_or("");
+        let _ = writeln!(
+            h,
+            "<div class=\"scroll\"><table class=\"results\"><thead><tr><th>target</th><th>median ({u})</th>\
+             <th>95% CI ({u})</th><th>min–max ({u})</th><th>CoV</th><th>n</th><th>ratio to native [95% CI]</th></tr></thead><tbody>",
+            u = esc(unit)
+        );
+        for (ti, t) in v.targets.iter().enumerate() {
+            match w.cells[ti] {
+                Some(r) => result_row(&mut h, t, r),
+                None => {
+                    let why = v
+                        .dnr
+                        .iter()
+                        .find(|d| d.target == *t && d.workload == w.name)
+                        .map(|d| d.reason())
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        h,
+                        "<tr><td>{}</td><td class=\"dnr\" colspan=\"6\"><strong>DNR</strong> {}</td></tr>",
+                        esc(t),
+                        esc(&why)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(h, "</tbody></table></div>");
+        // Secondary metrics, compactly.
+        let secondary: Vec<&ResultEntry> = v
+            .run
+            .results
+            .iter()
+            .filter(|r| !r.headline && r.workload == w.name)
+            .collect();
+        if !secondary.is_empty() {
+            let _ = writeln!(
+                h,
+                "<details><summary>secondary metrics</summary><table><thead><tr><th>target</th><th>metric</th><th>median</th><th>min–max</th><th>CoV</th></tr></thead><tbody>"
+            );
+            for r in secondary {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}–{}</td><td>{:.1}%</td></tr>",
+                    esc(&r.target),
+                    esc(&r.metric),
+                    fmt_num(r.median),
+                    esc(&r.unit),
+                    fmt_num(r.min),
+                    fmt_num(r.max),
+                    r.cov * 100.0
+                );
+            }
+            let _ = writeln!(h, "</tbody></table></details>");
+        }
+        let _ = writeln!(h, "</div>");
+    }
+    Some(h)
+}
+
+fn dnr(ctx: &Ctx) -> Option<String> {
+    let v = ctx.view;
+    if v.dnr.is_empty() {
+        return None;
+    }
+    let mut h = String::from(
+        "<table><thead><tr><th>target</th><th>workload</th><th>why</th></tr></thead><tbody>\n",
+    );
+    for d in &v.dnr {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"dnr\">{}</td></tr>",
+            esc(&d.target),
+            esc(&d.workload),
+            esc(&d.reason())
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    Some(h)
+}
+
+fn environment(ctx: &Ctx) -> Option<String> {
+    let run = ctx.view.run;
+    let mut h = String::new();
+    let host = &run.host;
+    let _ = writeln!(
+        h,
+        "<table class=\"env\"><tbody>\
+         <tr><th>virtmark</th><td>{} (git {})</td></tr>\
+         <tr><th>command</th><td><code>{}</code></td></tr>\
+         <tr><th>re-run</th><td><code>virtmark run --plan plan.toml</code> <span class=\"note\">(plan.toml of run {}: in its run directory and below, every default resolved)</span></td></tr>\
+         <tr><th>host</th><td>{} · {} · {} CPU(s) · {} memory · kernel {} · clock {} · virtualization {}</td></tr>\
+         </tbody></table>",
+        esc(&run.virtmark.version),
+        esc(&run.virtmark.git_revision),
+        esc(&run.command),
+        esc(&run.run_id),
+        esc(&host.hostname),
+        esc(&host.cpu_model),
+        host.cpus,
+        esc(&human_bytes(host.memory_bytes)),
+        esc(&host.kernel),
+        esc(&host.clocksource),
+        esc(&format!("{} {}", host.verdict.kind.as_str(), host.verdict.technology)),
+    );
+    let _ = writeln!(
+        h,
+        "<details><summary>host fingerprint</summary><pre>{}</pre></details>",
+        esc(&host.summary())
+    );
+    let _ = writeln!(
+        h,
+        "<h3>Targets</h3><table class=\"targets\"><thead><tr><th>target</th><th>seen from inside</th><th>CPUs</th><th>memory</th><th>kernel</th><th>start-up</th></tr></thead><tbody>"
+    );
+    for t in &run.targets {
+        match &t.fingerprint {
+            Some(fp) => {
+                let _ =
+                    writeln!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&t.name),
+                    esc(&format!("{} {}", fp.verdict.kind.as_str(), fp.verdict.technology)),
+                    fp.cpus,
+                    esc(&human_bytes(fp.memory_bytes)),
+                    esc(&fp.kernel),
+                    t.startup_s.map(|s| format!("{s:.2} s")).unwrap_or("–".into())
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}</td><td class=\"dnr\" colspan=\"4\">no fingerprint recorded</td><td>{}</td></tr>",
+                    esc(&t.name),
+                    t.startup_s.map(|s| format!("{s:.2} s")).unwrap_or("–".into())
+                );
+            }
+        }
+    }
+    let _ = writeln!(h, "</tbody></table>");
+    for t in &run.targets {
+        if let Some(fp) = &t.fingerprint {
+            let _ = writeln!(
+                h,
+                "<details><summary>{} fingerprint</summary><pre>{}</pre></details>",
+                esc(&t.name),
+                esc(&fp.summary())
+            );
+        }
+    }
+    let _ = writeln!(h, "<h3>Plan</h3><pre>{}</pre>", esc(&run.plan.to_toml()));
+    Some(h)
+}
+
+/// Bytes as `23.5 GiB`.
+pub fn human_bytes(b: u64) -> String {
+    if b == 0 {
+        return "unknown".into();
+    }
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if b >= 1u64 << shift {
+            return format!("{:.1} {unit}", b as f64 / (1u64 << shift) as f64);
+        }
+    }
+    format!("{b} B")
+}
