@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use super::ledger::Resource;
 use super::Guard;
 
-/// Addresses used inside virtmark's own namespaces: 10.213.<n>.0/30 per instance.
+/// Addresses used inside virtmark's own namespaces: `10.213.<n>.0/30` per instance.
 pub fn addresses(index: u8) -> (Ipv4Addr, Ipv4Addr) {
     (
         Ipv4Addr::new(10, 213, index, 1),
