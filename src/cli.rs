@@ -29,6 +29,8 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Run the isolation step: k instances, one misbehaving in turn with each stressor.
     Isolate(IsolateArgs),
+    /// Run the whole method — overhead, scalability, isolation — as one run with one report.
+    Study(StudyArgs),
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
     /// List every target driver: available here or not, and exactly why not.
@@ -253,6 +255,32 @@ pub struct CompareArgs {
     pub db: Option<PathBuf>,
 }
 
+/// Options of `virtmark study`.
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// Workloads of the overhead step, comma-separated (default: the whole suite).
+    #[arg(short, long, value_delimiter = ',')]
+    pub workloads: Option<Vec<String>>,
+    /// Workload of the scalability step (default: oltp).
+    #[arg(long)]
+    pub scale_workload: Option<String>,
+    /// Instance counts of the scalability step (default: 1,2,4,8 quick; 1,2,4,8,16,32 faithful).
+    #[arg(long, value_delimiter = ',')]
+    pub instances: Option<Vec<u32>>,
+    /// Stressors of the isolation step, comma-separated, or `all` (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub stressors: Option<Vec<String>>,
+    /// Measurement window of each isolation round (default: 3s quick, 30s faithful).
+    #[arg(long)]
+    pub window: Option<Dur>,
+    /// Also run the isolation step on native (bounded).
+    #[arg(long)]
+    pub allow_host_stress: bool,
+    /// Options every step takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
 /// `--preset` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
@@ -268,6 +296,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => cmd_run(args),
         Command::Scale(args) => cmd_scale(args),
         Command::Isolate(args) => cmd_isolate(args),
+        Command::Study(args) => cmd_study(args),
         Command::Workloads => cmd_workloads(),
         Command::Targets => cmd_targets(),
         Command::Plan { print_default } => {
@@ -353,27 +382,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let done = crate::runner::run(plan, &opts)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
-    writeln!(
-        out,
-        "run {} ({})",
-        done.record.run_id,
-        done.record.status.as_str()
-    )?;
-    writeln!(out, "  run directory: {}", done.dir.display())?;
-    writeln!(
-        out,
-        "  results:       {}",
-        done.dir.join("results.json").display()
-    )?;
-    writeln!(out, "  database:      {}", opts.db.display())?;
-    match crate::report::write_reports(&done.record, &done.dir) {
-        Ok((html, md)) => {
-            writeln!(out, "  report:        {}", html.display())?;
-            writeln!(out, "                 {}", md.display())?;
-        }
-        Err(e) => eprintln!("virtmark: warning: writing the report: {e:#}"),
-    }
-    Ok(())
+    print_paths(&mut out, &done, &opts)
 }
 
 fn cmd_report(args: ReportArgs) -> Result<()> {
@@ -589,6 +598,47 @@ fn cmd_isolate(args: IsolateArgs) -> Result<()> {
     print_paths(&mut out, &done, &opts)
 }
 
+fn cmd_study(args: StudyArgs) -> Result<()> {
+    let mut plan = build_plan(&args.common, args.workloads.as_ref())?;
+    let mut sp = plan.scale.clone().unwrap_or_default();
+    if let Some(w) = args.scale_workload {
+        sp.workload = w;
+    }
+    match args.instances {
+        Some(i) => sp.instances = i,
+        None if plan.scale.is_none() && plan.run.preset == Preset::Quick => {
+            sp.instances = vec![1, 2, 4, 8]
+        }
+        None => {}
+    }
+    plan.scale = Some(sp);
+    let mut iso = plan.isolation.clone().unwrap_or_default();
+    if let Some(st) = args.stressors {
+        iso.stressors = if st.iter().any(|s| s == "all") {
+            crate::stressors::KINDS.iter().map(|s| s.to_string()).collect()
+        } else {
+            st
+        };
+    }
+    if args.window.is_some() {
+        iso.window = args.window;
+    }
+    iso.allow_host_stress |= args.allow_host_stress;
+    plan.isolation = Some(iso);
+    plan.validate("command line")?;
+    let opts = run_options(&args.common);
+    let done = crate::runner::study::study(plan, &opts)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
+    if !done.record.scale.is_empty() {
+        writeln!(out, "{}", crate::report::terminal::render_scale(&done.record))?;
+    }
+    if !done.record.isolation.is_empty() {
+        writeln!(out, "{}", crate::report::terminal::render_isolation(&done.record))?;
+    }
+    print_paths(&mut out, &done, &opts)
+}
+
 fn print_paths(
     out: &mut impl Write,
     done: &crate::runner::Finished,
@@ -607,6 +657,13 @@ fn print_paths(
         done.dir.join("results.json").display()
     )?;
     writeln!(out, "  database:      {}", opts.db.display())?;
+    match crate::report::write_reports(&done.record, &done.dir) {
+        Ok((html, md)) => {
+            writeln!(out, "  report:        {}", html.display())?;
+            writeln!(out, "                 {}", md.display())?;
+        }
+        Err(e) => eprintln!("virtmark: warning: writing the report: {e:#}"),
+    }
     Ok(())
 }
 

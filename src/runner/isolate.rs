@@ -58,16 +58,36 @@ pub fn isolate(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     if plan.run.targets.is_none() {
         plan.run.targets = Some(crate::targets::available_targets());
     }
-    let window = iso.window(plan.run.preset);
     plan.run.workloads = Some(vec![GOOD_WORKLOAD.into()]);
-    plan.run.duration = Some(window);
-    let p = plan.params.entry(GOOD_WORKLOAD.into()).or_default();
-    p.rate.get_or_insert(iso.rate);
-    plan.validate("plan")?;
+    let plan = isolation_plan(plan)?;
     let target_names = plan.run.targets.clone().unwrap_or_default();
     check_safety(&target_names, &iso)?;
     let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
     let mut s = Session::open(&plan, &target_names, opts, true)?;
+    isolate_step(&mut s, &plan, &iso, &kinds)?;
+    s.finish()
+}
+
+/// The plan the isolation rounds run with: the window as duration, the offered
+/// rate as `rr-paced`'s parameter.
+pub fn isolation_plan(mut plan: Plan) -> Result<Plan> {
+    let iso = plan.isolation.clone().unwrap_or_default();
+    plan.run.duration = Some(iso.window(plan.run.preset));
+    let p = plan.params.entry(GOOD_WORKLOAD.into()).or_default();
+    p.rate.get_or_insert(iso.rate);
+    plan.validate("plan")?;
+    Ok(plan)
+}
+
+/// The isolation step inside an open session; `plan` comes from [`isolation_plan`].
+pub fn isolate_step(
+    s: &mut Session,
+    plan: &Plan,
+    iso: &IsolationPlan,
+    kinds: &[TargetKind],
+) -> Result<()> {
+    let target_names = plan.run.targets.clone().unwrap_or_default();
+    let window = iso.window(plan.run.preset);
     eprintln!(
         "virtmark: isolate {}: {} instance(s) of {} at {}/s each, stressors {}; {} round(s) of {} each",
         s.run_id(),
@@ -93,7 +113,7 @@ pub fn isolate(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         };
         let mut agents: Vec<Option<Agent>> = Vec::new();
         for i in 0..iso.instances as usize {
-            agents.push(start_instance(&mut s, &spec(i), tname)?);
+            agents.push(start_instance(s, &spec(i), tname)?);
         }
         let mut all_notes: Vec<(String, Vec<String>)> = Vec::new();
         let rounds = std::iter::once(BASELINE.to_string()).chain(iso.stressors.iter().cloned());
@@ -104,7 +124,7 @@ pub fn isolate(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
             // Replace instances that died in the previous round.
             for (i, a) in agents.iter_mut().enumerate() {
                 if a.is_none() {
-                    *a = start_instance(&mut s, &spec(i), tname)?;
+                    *a = start_instance(s, &spec(i), tname)?;
                 }
             }
             let mut notes = Vec::new();
@@ -203,7 +223,7 @@ pub fn isolate(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
         ));
     }
     progress.done();
-    s.finish()
+    Ok(())
 }
 
 fn start_instance(s: &mut Session, spec: &InstanceSpec, tname: &str) -> Result<Option<Agent>> {

@@ -9,6 +9,7 @@ pub mod isolate;
 pub mod progress;
 pub mod scale;
 pub mod session;
+pub mod study;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,7 +97,17 @@ pub const DEFAULT_MEMORY: u64 = 2 << 30;
 
 /// Run a plan: the overhead step.
 pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
-    // Resolve every default so the stored plan is exact.
+    resolve_overhead(&mut plan)?;
+    let target_names = plan.run.targets.clone().unwrap_or_default();
+    let workload_names = plan.workload_names();
+    let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
+    let mut s = Session::open(&plan, &target_names, opts, needs_peer(&workload_names))?;
+    overhead(&mut s, &plan, &kinds)?;
+    s.finish()
+}
+
+/// Resolve every default of the overhead step so the stored plan is exact.
+pub fn resolve_overhead(plan: &mut Plan) -> Result<()> {
     if plan.run.targets.is_none() {
         plan.run.targets = Some(targets::available_targets());
     }
@@ -105,11 +116,13 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     }
     plan.run.duration = Some(plan.duration());
     plan.validate("plan")?;
+    Ok(())
+}
+
+/// The overhead step inside an open session.
+pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> Result<()> {
     let target_names = plan.run.targets.clone().unwrap_or_default();
     let workload_names = plan.workload_names();
-    let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
-
-    let mut s = Session::open(&plan, &target_names, opts, needs_peer(&workload_names))?;
     eprintln!(
         "virtmark: run {}: {} workload(s) × {} target(s) × {} repetition(s), first {} discarded",
         s.run_id(),
@@ -235,5 +248,5 @@ pub fn run(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     for a in agents.into_iter().flatten() {
         a.stop();
     }
-    s.finish()
+    Ok(())
 }

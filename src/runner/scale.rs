@@ -144,13 +144,25 @@ pub fn scale(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     plan.validate("plan")?;
     let target_names = plan.run.targets.clone().unwrap_or_default();
     let kinds = check_targets(&target_names, plan.run.peer.as_deref())?;
-    let w = workloads::find(&sp.workload).expect("validated");
     let mut s = Session::open(
         &plan,
         &target_names,
         opts,
         needs_peer(std::slice::from_ref(&sp.workload)),
     )?;
+    scale_step(&mut s, &plan, &sp, &kinds)?;
+    s.finish()
+}
+
+/// The scalability step inside an open session.
+pub fn scale_step(
+    s: &mut Session,
+    plan: &Plan,
+    sp: &ScalePlan,
+    kinds: &[crate::targets::TargetKind],
+) -> Result<()> {
+    let target_names = plan.run.targets.clone().unwrap_or_default();
+    let w = workloads::find(&sp.workload).expect("validated");
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
         "virtmark: scale {}: {} on {} with n = {:?}, {} repetition(s) each, memory {} in total",
@@ -281,11 +293,11 @@ pub fn scale(mut plan: Plan, opts: &RunOptions) -> Result<Finished> {
     let entries = scale_entries(
         &s.record.samples,
         &s.record.failures,
-        &sp,
+        sp,
         w.higher_is_better,
     );
     s.record.scale = entries;
-    s.finish()
+    Ok(())
 }
 
 /// Derive the scale entries from the stored samples (pure: reports recompute it).

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -52,4 +53,73 @@ impl Sandbox {
 pub fn results_json(run_dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(run_dir.join("results.json")).expect("results.json");
     serde_json::from_str(&text).expect("results.json parses")
+}
+
+/// Everything of run `run_id` still present on the host.
+pub fn leftovers(run_id: &str) -> Vec<String> {
+    let key = format!("virtmark-{}", &run_id[run_id.len() - 4..]);
+    let scratch = format!("virtmark-{run_id}");
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&key) {
+                found.push(format!("netns {n}"));
+            }
+        }
+    }
+    fn walk(dir: &Path, key: &str, depth: usize, found: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with(key) {
+                found.push(format!("cgroup {}", p.display()));
+            } else if depth > 0 {
+                walk(&p, key, depth - 1, found);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), &key, 4, &mut found);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for m in mounts.lines() {
+        if m.contains(&key) || m.contains(&scratch) {
+            found.push(format!("mount {m}"));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&scratch) || cmdline.contains(&key) {
+                found.push(format!("process {pid}: {cmdline}"));
+            }
+        }
+    }
+    if std::env::temp_dir().join(&scratch).exists() {
+        found.push(format!("scratch {scratch}"));
+    }
+    found
+}
+
+/// Leftovers may take a moment to go (a runtime's own teardown).
+pub fn assert_nothing_left(run_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers(run_id);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("left behind by run {run_id}: {left:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
