@@ -58,6 +58,7 @@ pub struct Session {
     scratch_root: PathBuf,
     peer: Option<PeerProcess>,
     host_cpus: usize,
+    finished: bool,
 }
 
 /// A started target instance with its agent greeted.
@@ -174,6 +175,7 @@ impl Session {
             scratch_root,
             peer,
             host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            finished: false,
         })
     }
 
@@ -282,40 +284,54 @@ impl Session {
     }
 
     /// Stop the peer, remove everything in the ledger, derive the statistics and
-    /// write `results.json`; mark the run complete or partial.
-    pub fn finish(mut self) -> Result<Finished> {
-        drop(self.peer.take());
-        let problems = match Arc::try_unwrap(self.ledger) {
-            Ok(l) => l.close()?,
-            Err(_) => vec!["the ledger is still in use: run `virtmark cleanup`".into()],
-        };
-        for p in problems {
-            eprintln!("virtmark: warning: could not remove {p}");
-        }
-        let was_interrupted = self.interrupted.load(std::sync::atomic::Ordering::SeqCst);
-        let mut record = self.record;
-        record.status = if was_interrupted {
+    /// write `results.json`; mark the run complete, or partial when interrupted.
+    pub fn finish(&mut self) -> Result<Finished> {
+        let status = if self.is_interrupted() {
             RunStatus::Partial
         } else {
             RunStatus::Complete
         };
+        let done = self.close(status)?;
+        if status == RunStatus::Partial {
+            eprintln!(
+                "virtmark: interrupted: kept {} sample(s); the run is stored as partial",
+                done.record.samples.len()
+            );
+        }
+        Ok(done)
+    }
+
+    fn close(&mut self, status: RunStatus) -> Result<Finished> {
+        self.finished = true;
+        drop(self.peer.take());
+        for p in self.ledger.close_now()? {
+            eprintln!("virtmark: warning: could not remove {p}");
+        }
+        let record = &mut self.record;
+        record.status = status;
         record.finished = Some(now_rfc3339());
         record.results = derive_results(&record.samples);
-        self.dir.write_results(&record)?;
+        self.dir.write_results(record)?;
         self.db.finish_run(
             &record.run_id,
             record.status,
             record.finished.as_deref().unwrap_or(""),
         )?;
-        if was_interrupted {
-            eprintln!(
-                "virtmark: interrupted: kept {} sample(s); the run is stored as partial",
-                record.samples.len()
-            );
-        }
         Ok(Finished {
-            record,
+            record: record.clone(),
             dir: self.dir.path().to_path_buf(),
         })
+    }
+}
+
+impl Drop for Session {
+    /// A step that failed half-way: remove what the run created and keep what it
+    /// measured, as a partial run.
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Err(e) = self.close(RunStatus::Partial) {
+                eprintln!("virtmark: warning: closing the run after an error: {e:#}");
+            }
+        }
     }
 }

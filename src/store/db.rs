@@ -11,7 +11,20 @@ use crate::error::user;
 use crate::results::{FailureRecord, RunRecord, RunStatus, SampleRecord, TargetRecord};
 
 /// Version of the database layout.
-const DB_SCHEMA: i64 = 1;
+const DB_SCHEMA: i64 = 2;
+
+/// Changes from one layout version to the next: `MIGRATIONS[i]` takes i + 1 to i + 2.
+const MIGRATIONS: &[&str] = &[
+    // 1 → 2: the scalability and isolation steps.
+    "ALTER TABLE samples ADD COLUMN step TEXT NOT NULL DEFAULT 'overhead';
+     ALTER TABLE samples ADD COLUMN instances INTEGER;
+     ALTER TABLE samples ADD COLUMN instance INTEGER;
+     ALTER TABLE samples ADD COLUMN stressor TEXT;
+     ALTER TABLE failures ADD COLUMN step TEXT NOT NULL DEFAULT 'overhead';
+     ALTER TABLE failures ADD COLUMN instances INTEGER;
+     ALTER TABLE failures ADD COLUMN instance INTEGER;
+     ALTER TABLE failures ADD COLUMN stressor TEXT;",
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -197,6 +210,15 @@ impl Db {
                 .map_err(|e| db_error(p, e))?;
             match v.as_deref().map(str::parse::<i64>) {
                 Some(Ok(DB_SCHEMA)) => return Ok(()),
+                Some(Ok(n)) if (1..DB_SCHEMA).contains(&n) => {
+                    let steps: String = MIGRATIONS[(n - 1) as usize..].concat();
+                    self.conn
+                        .execute_batch(&format!(
+                            "BEGIN; {steps}; UPDATE meta SET value = '{DB_SCHEMA}' WHERE key = 'schema'; COMMIT;"
+                        ))
+                        .map_err(|e| db_error(p, e))?;
+                    return Ok(());
+                }
                 Some(Ok(n)) if n > DB_SCHEMA => {
                     return Err(user(format!(
                         "results database {} has layout version {n}, newer than this virtmark understands ({DB_SCHEMA}): upgrade virtmark or choose another with --db",
@@ -641,6 +663,36 @@ mod tests {
             "{e:#}"
         );
         assert_eq!(std::fs::read(&p).unwrap(), before);
+    }
+
+    #[test]
+    fn a_database_of_layout_1_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            // Layout 1: samples and failures without the step columns.
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '1');
+                 CREATE TABLE samples (id INTEGER PRIMARY KEY, run_id TEXT, target TEXT, workload TEXT,
+                   rep INTEGER, discarded INTEGER, at TEXT, elapsed_s REAL, notes_json TEXT);
+                 CREATE TABLE failures (run_id TEXT, target TEXT, workload TEXT, rep INTEGER,
+                   kind TEXT, message TEXT);
+                 INSERT INTO samples VALUES (1, 'r', 'native', 'dd-zero', 0, 0, 't', 1.0, '[]');",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&p).unwrap();
+        let (v, step): (String, String) = db
+            .conn
+            .query_row(
+                "SELECT (SELECT value FROM meta WHERE key='schema'), step FROM samples",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((v.as_str(), step.as_str()), ("2", "overhead"));
     }
 
     #[test]

@@ -205,6 +205,13 @@ impl Ledger {
 
     /// Remove everything still recorded (newest first) and unregister.
     pub fn close(self) -> Result<Vec<String>> {
+        self.close_now()
+    }
+
+    /// Remove everything still recorded and unregister, leaving the ledger usable
+    /// for the record (what `close` does, through a shared reference).
+    pub fn close_now(&self) -> Result<Vec<String>> {
+        let _guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let problems = cleanup_ledger(&self.path)?;
         let _ = std::fs::remove_file(&self.registration);
         Ok(problems)
