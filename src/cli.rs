@@ -615,7 +615,10 @@ fn cmd_study(args: StudyArgs) -> Result<()> {
     let mut iso = plan.isolation.clone().unwrap_or_default();
     if let Some(st) = args.stressors {
         iso.stressors = if st.iter().any(|s| s == "all") {
-            crate::stressors::KINDS.iter().map(|s| s.to_string()).collect()
+            crate::stressors::KINDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             st
         };
@@ -631,10 +634,18 @@ fn cmd_study(args: StudyArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
     if !done.record.scale.is_empty() {
-        writeln!(out, "{}", crate::report::terminal::render_scale(&done.record))?;
+        writeln!(
+            out,
+            "{}",
+            crate::report::terminal::render_scale(&done.record)
+        )?;
     }
     if !done.record.isolation.is_empty() {
-        writeln!(out, "{}", crate::report::terminal::render_isolation(&done.record))?;
+        writeln!(
+            out,
+            "{}",
+            crate::report::terminal::render_isolation(&done.record)
+        )?;
     }
     print_paths(&mut out, &done, &opts)
 }

@@ -31,8 +31,21 @@ fn scale_on_ns_with_1_2_4_instances_reports_per_instance_and_aggregate() {
     cmd(
         &sb,
         &[
-            "scale", "-t", "ns", "-w", "dd-zero", "--instances", "1,2,4", "--reps", "2",
-            "--duration", "200ms", "--memory-total", "1GiB", "--out", "out",
+            "scale",
+            "-t",
+            "ns",
+            "-w",
+            "dd-zero",
+            "--instances",
+            "1,2,4",
+            "--reps",
+            "2",
+            "--duration",
+            "200ms",
+            "--memory-total",
+            "1GiB",
+            "--out",
+            "out",
         ],
     )
     .assert()
@@ -83,9 +96,25 @@ fn an_instance_killed_by_its_memory_limit_is_recorded_as_dnr() {
     cmd(
         &sb,
         &[
-            "scale", "--plan", "plan.toml", "-t", "ns", "-w", "mem-bw", "--instances", "1",
-            "--reps", "1", "--discard", "0", "--duration", "200ms", "--memory-total", "48MiB",
-            "--out", "out",
+            "scale",
+            "--plan",
+            "plan.toml",
+            "-t",
+            "ns",
+            "-w",
+            "mem-bw",
+            "--instances",
+            "1",
+            "--reps",
+            "1",
+            "--discard",
+            "0",
+            "--duration",
+            "200ms",
+            "--memory-total",
+            "48MiB",
+            "--out",
+            "out",
         ],
     )
     .assert()
@@ -109,15 +138,32 @@ fn isolation_on_ns_limits_the_memory_and_fork_bombs_and_leaves_nothing() {
     cmd(
         &sb,
         &[
-            "isolate", "-t", "ns", "--instances", "3", "--stressors", "memory,fork",
-            "--window", "1s", "--reps", "2", "--memory", "64MiB", "--out", "out",
+            "isolate",
+            "-t",
+            "ns",
+            "--instances",
+            "3",
+            "--stressors",
+            "memory,fork",
+            "--window",
+            "1s",
+            "--reps",
+            "2",
+            "--memory",
+            "64MiB",
+            "--out",
+            "out",
         ],
     )
     .assert()
     .success()
     .stdout(predicate::str::contains("misbehaving"));
     // The host stayed responsive: the whole run kept to its schedule.
-    assert!(t0.elapsed() < Duration::from_secs(120), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        t0.elapsed()
+    );
     let j = results_json(&sb.run_dir("out"));
     let iso = j["isolation"].as_array().expect("isolation entries");
     assert_eq!(iso.len(), 2, "{iso:#?}");
@@ -148,12 +194,18 @@ fn isolation_on_ns_limits_the_memory_and_fork_bombs_and_leaves_nothing() {
 #[test]
 fn destructive_stressors_are_refused_on_native_without_the_flag() {
     let sb = Sandbox::new();
-    let out = cmd(&sb, &["isolate", "-t", "native", "--stressors", "cpu,memory"])
-        .output()
-        .unwrap();
+    let out = cmd(
+        &sb,
+        &["isolate", "-t", "native", "--stressors", "cpu,memory"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing the memory stressor(s) on native"), "{err}");
+    assert!(
+        err.contains("refusing the memory stressor(s) on native"),
+        "{err}"
+    );
     assert!(err.contains("--allow-host-stress"), "{err}");
     assert!(!sb.path().join("virtmark-results").exists());
 }
@@ -164,8 +216,19 @@ fn isolation_on_native_with_cpu_and_udp_stressors_reports_degradation() {
     cmd(
         &sb,
         &[
-            "isolate", "-t", "native", "--instances", "2", "--stressors", "cpu,udp-send,udp-recv",
-            "--window", "500ms", "--reps", "2", "--out", "out",
+            "isolate",
+            "-t",
+            "native",
+            "--instances",
+            "2",
+            "--stressors",
+            "cpu,udp-send,udp-recv",
+            "--window",
+            "500ms",
+            "--reps",
+            "2",
+            "--out",
+            "out",
         ],
     )
     .assert()
@@ -178,7 +241,10 @@ fn isolation_on_native_with_cpu_and_udp_stressors_reports_degradation() {
         assert!(e["degradation"]["well_behaved"].is_number(), "{e}");
         assert!(e["baseline_rate"][1].as_f64().unwrap() > 0.0);
         let notes = e["stressor_notes"].to_string();
-        assert!(notes.contains("started") && notes.contains("exit status 0"), "{notes}");
+        assert!(
+            notes.contains("started") && notes.contains("exit status 0"),
+            "{notes}"
+        );
     }
 }
 
@@ -191,9 +257,25 @@ fn study_runs_the_three_steps_into_one_report() {
     cmd(
         &sb,
         &[
-            "study", "-t", "native,ns", "-w", "dd-zero,net-rr", "--scale-workload", "dd-zero",
-            "--instances", "1,2", "--stressors", "cpu", "--window", "500ms", "--reps", "2",
-            "--duration", "200ms", "--out", "out",
+            "study",
+            "-t",
+            "native,ns",
+            "-w",
+            "dd-zero,net-rr",
+            "--scale-workload",
+            "dd-zero",
+            "--instances",
+            "1,2",
+            "--stressors",
+            "cpu",
+            "--window",
+            "500ms",
+            "--reps",
+            "2",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
         ],
     )
     .assert()
@@ -205,9 +287,16 @@ fn study_runs_the_three_steps_into_one_report() {
         .unwrap()
         .iter()
         .any(|r| r["target"] == "ns" && r["ratio_to_native"].is_number()));
-    assert_eq!(j["scale"].as_array().unwrap().len(), 4, "2 targets × n = 1, 2");
+    assert_eq!(
+        j["scale"].as_array().unwrap().len(),
+        4,
+        "2 targets × n = 1, 2"
+    );
     let iso = j["isolation"].as_array().unwrap();
-    assert!(iso.iter().all(|e| e["target"] == "ns"), "native left out: {iso:?}");
+    assert!(
+        iso.iter().all(|e| e["target"] == "ns"),
+        "native left out: {iso:?}"
+    );
     assert_eq!(iso.len(), 1);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("Scalability") && html.contains("Isolation"));

@@ -224,7 +224,26 @@ pub fn create(guard: &mut Guard, tag: &str, limits: Limits) -> Result<Cgroups> {
         name: name.clone(),
         ..Cgroups::default()
     };
-    for h in hierarchies()? {
+    let all = hierarchies()?;
+    // Moving a process into a cgroup v1 hierarchy costs milliseconds here (the
+    // kernel synchronizes RCU under cgroup_threadgroup_rwsem), so a container joins
+    // only the hierarchies that limit something: none for cpu / cpuset when it may
+    // use every CPU, and no v2 membership when v1 carries the memory controller
+    // (hybrid layout: the v2 tree would only hold it, not limit it).
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu_limited = limits.cpus < host_cpus;
+    let hybrid = all
+        .iter()
+        .any(|h| !h.v2 && h.controllers.iter().any(|c| c == "memory"));
+    let needed = |h: &Hierarchy| {
+        if h.v2 {
+            return !hybrid;
+        }
+        h.controllers
+            .iter()
+            .any(|c| matches!(c.as_str(), "memory" | "pids") || cpu_limited)
+    };
+    for h in all.into_iter().filter(|h| needed(h)) {
         let parent = h.mount.join(h.own.trim_start_matches('/'));
         let dir = parent.join(&name);
         guard.create(Resource::Cgroup { path: dir.clone() }, || {
