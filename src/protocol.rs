@@ -48,6 +48,12 @@ pub enum Request {
     Go {
         /// Id of the waiting request.
         id: u64,
+        /// Start at this Unix time (seconds) by the target's clock, so that every
+        /// instance wakes from its own timer at once rather than one after the other
+        /// as the messages arrive; ignored when it is past or more than 5 s away
+        /// (a clock that disagrees with the host's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<f64>,
     },
     /// Start a stressor in the background (isolation step); answered at once with
     /// `stressor_started` or `error`.
@@ -269,7 +275,10 @@ mod tests {
                 peer: Some("127.0.0.1:9".into()),
                 barrier: true,
             },
-            Request::Go { id: 7 },
+            Request::Go {
+                id: 7,
+                at: Some(1.7e9),
+            },
             Request::Shutdown,
         ];
         for r in reqs {

@@ -291,8 +291,9 @@ pub struct ScaleEntry {
     /// Whether this n is past the knee (the aggregate grew by less than 5% from the
     /// previous n, and at every n after).
     pub past_knee: bool,
-    /// Largest gap between instances' release from the barrier, ms, as the
-    /// instances' clocks saw it (meaningful where they share the host's clock).
+    /// Largest gap between instances' release from the barrier over the kept
+    /// repetitions, ms, as the instances' clocks saw it (meaningful where they
+    /// share the host's clock).
     pub barrier_spread_ms: Option<f64>,
     /// Instances with no result.
     pub dnr: Vec<Dnr>,

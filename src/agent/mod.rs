@@ -106,7 +106,7 @@ fn serve_loop(
                 let answer = stressors.stop(id);
                 protocol::send(&mut out, &answer)?
             }
-            Request::Go { id } => protocol::send(
+            Request::Go { id, .. } => protocol::send(
                 &mut out,
                 &Response::Error {
                     id: Some(id),
@@ -133,7 +133,12 @@ fn wait_at_barrier(
     protocol::send(out, &Response::Ready { id })?;
     for line in lines {
         match protocol::decode::<Request>(&line?) {
-            Ok(Request::Go { id: g }) if g == id => return Ok(true),
+            Ok(Request::Go { id: g, at }) if g == id => {
+                if let Some(at) = at {
+                    sleep_until_unix(at);
+                }
+                return Ok(true);
+            }
             Ok(Request::Shutdown) => {
                 protocol::send(out, &Response::Bye)?;
                 return Ok(false);
@@ -149,6 +154,17 @@ fn wait_at_barrier(
         }
     }
     Ok(false)
+}
+
+/// Sleep until Unix time `at` when it is ahead by less than 5 s.
+fn sleep_until_unix(at: f64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let ahead = at - now;
+    if ahead > 0.0 && ahead < 5.0 {
+        std::thread::sleep(Duration::from_secs_f64(ahead));
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

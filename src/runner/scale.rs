@@ -91,11 +91,18 @@ pub(crate) fn barrier_round(
             }
         }
     }
-    // Release together.
+    // Release together: every instance sleeps until the same instant, a little
+    // after the last `go` is written (1 ms per instance, at least 10 ms).
+    let lead = Duration::from_millis(10 + agents.len() as u64);
+    let at = (std::time::SystemTime::now() + lead)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .ok();
     for (i, a) in agents.iter_mut().enumerate() {
         if let (Some(agent), Some(_)) = (a.as_mut(), reqs[i].as_ref()) {
             let _ = agent.conn.send(&Request::Go {
                 id: first_id + i as u64,
+                at,
             });
         }
     }
@@ -354,7 +361,10 @@ pub fn scale_entries(
                     .filter(|s| s.instance == Some(i) && !s.discarded)
                     .filter_map(|s| s.metrics.first().map(|m| m.value))
                     .collect();
-                for s in of_n.iter().filter(|s| s.instance == Some(i)) {
+                for s in of_n
+                    .iter()
+                    .filter(|s| s.instance == Some(i) && !s.discarded)
+                {
                     if let Some(t) = s
                         .notes
                         .iter()
