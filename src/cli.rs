@@ -147,6 +147,13 @@ pub struct CommonArgs {
     /// Longest wait for one answer from a target before the sample is DNR.
     #[arg(long)]
     pub deadline: Option<Dur>,
+    /// CPUs each target gets (default: every host CPU).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory each target instance gets (default: 2GiB in run, as the studies gave
+    /// their guests; 512MiB in isolate; scale divides --memory-total).
+    #[arg(long)]
+    pub memory: Option<crate::units::ByteSize>,
     /// Directory in which the run directory is made (default: ./virtmark-results).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -191,9 +198,6 @@ pub struct IsolateArgs {
     /// Measurement window of each round (default: 3s quick, 30s faithful).
     #[arg(long)]
     pub window: Option<Dur>,
-    /// Memory of each instance (default: 512MiB).
-    #[arg(long)]
-    pub memory: Option<crate::units::ByteSize>,
     /// Requests per second each instance offers (default: 500).
     #[arg(long)]
     pub rate: Option<u32>,
@@ -358,6 +362,12 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
     }
     if let Some(d) = args.deadline {
         r.deadline = d;
+    }
+    if args.cpus.is_some() {
+        r.cpus = args.cpus;
+    }
+    if args.memory.is_some() {
+        r.memory = args.memory;
     }
     if let Some(p) = &args.peer {
         r.peer = Some(p.clone());
@@ -578,7 +588,8 @@ fn cmd_isolate(args: IsolateArgs) -> Result<()> {
     if args.window.is_some() {
         iso.window = args.window;
     }
-    if let Some(m) = args.memory {
+    // `--memory` sizes each isolation instance (default 512MiB: the memory bomb's bound).
+    if let Some(m) = args.common.memory {
         iso.memory = m;
     }
     if let Some(r) = args.rate {

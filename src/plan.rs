@@ -156,6 +156,13 @@ pub struct RunSection {
     /// Workloads; absent means the whole built-in suite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<Vec<String>>,
+    /// CPUs each target gets (absent: every host CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Memory each target gets in the overhead step (absent: 2 GiB, as the
+    /// studies gave their guests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::units::ByteSize>,
     /// A peer (`host:port`) that remote targets (`ssh:`) reach directly, instead
     /// of the default ssh reverse tunnel to the local peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +189,8 @@ impl Default for RunSection {
             deadline: default_deadline(),
             targets: None,
             workloads: None,
+            cpus: None,
+            memory: None,
             peer: None,
         }
     }
@@ -286,6 +295,23 @@ impl Plan {
         for w in self.params.keys() {
             check_workload(origin, "params", w)?;
         }
+        let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(c) = r.cpus {
+            if c == 0 || c as usize > host_cpus {
+                return Err(UserError(format!(
+                    "{origin}: run.cpus = {c}: this host has {host_cpus} CPU(s); give 1 to {host_cpus}"
+                )));
+            }
+        }
+        if let Some(m) = r.memory {
+            let host = host_memory();
+            if m.bytes() < 32 << 20 || (host > 0 && m.bytes() > host) {
+                return Err(UserError(format!(
+                    "{origin}: run.memory = {m}: give 32MiB to this host's {} MiB",
+                    host >> 20
+                )));
+            }
+        }
         if let Some(iso) = &self.isolation {
             if !(2..=64).contains(&iso.instances) {
                 return Err(UserError(format!(
@@ -385,6 +411,17 @@ impl Plan {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("plans always serialize")
     }
+}
+
+/// MemTotal of this host, bytes (0 when unreadable).
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn check_workload(origin: &str, field: &str, name: &str) -> Result<(), UserError> {

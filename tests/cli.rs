@@ -300,3 +300,18 @@ fn the_agent_answers_malformed_requests_and_keeps_serving() {
     assert_eq!(lines[2]["type"], "hello");
     assert!(lines.iter().all(|l| l["v"] == 1));
 }
+
+#[test]
+fn more_cpus_or_memory_than_the_host_has_is_refused() {
+    let sb = Sandbox::new();
+    one_line_error(
+        &sb,
+        &["run", "-t", "native", "-w", "dd-zero", "--cpus", "4096"],
+        "run.cpus = 4096: this host has",
+    );
+    one_line_error(
+        &sb,
+        &["run", "-t", "native", "-w", "dd-zero", "--memory", "64TiB"],
+        "run.memory = 64TiB",
+    );
+}

@@ -110,6 +110,7 @@ pub fn isolate_step(
             index: i,
             memory: iso.memory.bytes(),
             cpuset: None,
+            cpus: plan.run.cpus.map(|c| c as usize),
         };
         let mut agents: Vec<Option<Agent>> = Vec::new();
         for i in 0..iso.instances as usize {

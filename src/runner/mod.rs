@@ -167,8 +167,9 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                         name: tname,
                         kind: &kinds[ti],
                         index: ti,
-                        memory: DEFAULT_MEMORY,
+                        memory: plan.run.memory.map_or(DEFAULT_MEMORY, |m| m.bytes()),
                         cpuset: None,
+                        cpus: plan.run.cpus.map(|c| c as usize),
                     };
                     match s.start(&spec) {
                         Ok(a) => {

@@ -202,6 +202,7 @@ pub fn scale_step(
                     index: i,
                     memory,
                     cpuset: sp.pin.then(|| vec![i % host_cpus]),
+                    cpus: plan.run.cpus.map(|c| c as usize),
                 };
                 match s.start(&spec) {
                     Ok(a) => {

@@ -110,8 +110,10 @@ pub struct InstanceSpec<'a> {
     pub index: usize,
     /// Memory for it, bytes.
     pub memory: u64,
-    /// CPUs it may use (None: all).
+    /// Host CPUs it is pinned to (None: not pinned).
     pub cpuset: Option<Vec<usize>>,
+    /// How many CPUs it gets (None: every host CPU, or the cpuset's size).
+    pub cpus: Option<usize>,
 }
 
 impl Session {
@@ -210,7 +212,10 @@ impl Session {
                     .collect::<String>(),
                 spec.index
             ),
-            cpus: spec.cpuset.as_ref().map_or(self.host_cpus, Vec::len),
+            cpus: spec
+                .cpus
+                .or(spec.cpuset.as_ref().map(Vec::len))
+                .unwrap_or(self.host_cpus),
             cpuset: spec.cpuset.clone(),
             memory: spec.memory,
             exe: &self.exe,
