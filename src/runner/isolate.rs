@@ -133,14 +133,14 @@ pub fn isolate_step(
             next_id += 1;
             if stressor != BASELINE {
                 let params = stress_params(
-                    &iso,
+                    iso,
                     &kinds[ti],
                     window.get(),
                     plan.run.reps,
                     agents[0].as_ref(),
                 );
                 notes.push(start_stressor(
-                    &s,
+                    s,
                     &mut agents[0],
                     stress_id,
                     &stressor,
@@ -174,11 +174,11 @@ pub fn isolate_step(
                         notes,
                     };
                 let outcomes = barrier_round(
-                    &s,
+                    s,
                     &mut agents,
                     next_id,
                     GOOD_WORKLOAD,
-                    &plan,
+                    plan,
                     round_deadline,
                     &make,
                 );
@@ -209,7 +209,7 @@ pub fn isolate_step(
                 progress.finish_item(&shown.unwrap_or_else(|| "no result".into()));
             }
             if stressor != BASELINE {
-                notes.push(stop_stressor(&s, &mut agents[0], stress_id));
+                notes.push(stop_stressor(s, &mut agents[0], stress_id));
             }
             all_notes.push((stressor, notes));
         }

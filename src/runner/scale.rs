@@ -256,11 +256,11 @@ pub fn scale_step(
                     }
                 };
                 let outcomes = barrier_round(
-                    &s,
+                    s,
                     &mut agents,
                     next_id,
                     &sp.workload,
-                    &plan,
+                    plan,
                     deadline,
                     &make,
                 );
