@@ -576,14 +576,7 @@ fn cmd_isolate(args: IsolateArgs) -> Result<()> {
         iso.instances = n;
     }
     if let Some(st) = args.stressors {
-        iso.stressors = if st.iter().any(|s| s == "all") {
-            crate::stressors::KINDS
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            st
-        };
+        iso.stressors = expand_stressors(st);
     }
     if args.window.is_some() {
         iso.window = args.window;
@@ -609,6 +602,18 @@ fn cmd_isolate(args: IsolateArgs) -> Result<()> {
     print_paths(&mut out, &done, &opts)
 }
 
+/// `all` stands for every stressor.
+fn expand_stressors(names: Vec<String>) -> Vec<String> {
+    if names.iter().any(|s| s == "all") {
+        crate::stressors::KINDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        names
+    }
+}
+
 fn cmd_study(args: StudyArgs) -> Result<()> {
     let mut plan = build_plan(&args.common, args.workloads.as_ref())?;
     let mut sp = plan.scale.clone().unwrap_or_default();
@@ -625,14 +630,7 @@ fn cmd_study(args: StudyArgs) -> Result<()> {
     plan.scale = Some(sp);
     let mut iso = plan.isolation.clone().unwrap_or_default();
     if let Some(st) = args.stressors {
-        iso.stressors = if st.iter().any(|s| s == "all") {
-            crate::stressors::KINDS
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            st
-        };
+        iso.stressors = expand_stressors(st);
     }
     if args.window.is_some() {
         iso.window = args.window;

@@ -255,15 +255,8 @@ pub fn scale_step(
                         notes,
                     }
                 };
-                let outcomes = barrier_round(
-                    s,
-                    &mut agents,
-                    next_id,
-                    &sp.workload,
-                    plan,
-                    deadline,
-                    &make,
-                );
+                let outcomes =
+                    barrier_round(s, &mut agents, next_id, &sp.workload, plan, deadline, &make);
                 next_id += u64::from(n);
                 let mut shown = None;
                 for (i, o) in outcomes.into_iter().enumerate() {
