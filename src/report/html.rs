@@ -103,6 +103,7 @@ table.iso th[scope=colgroup]{text-align:center;border-bottom:1px solid var(--lin
 table.iso td.d1{background:#fdf0d5}table.iso td.d2{background:#f6c48a;font-weight:bold}
 td abbr{text-decoration:underline dotted;cursor:help}
 table.scale td:not(.dnr),table.iso th,table.iso td{white-space:nowrap}
+table.scale td.dnr{min-width:14rem}
 ul.dnrs{margin:0;padding-left:1rem;text-align:left}ol.foot{font-size:.9rem;color:var(--muted)}
 @media print{body{max-width:none;padding:0;font-size:11pt}nav{display:none}h2{break-after:avoid}
 details{display:block}details>summary{display:none}details>*{display:block}a{color:inherit;text-decoration:none}}

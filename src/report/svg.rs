@@ -1016,7 +1016,7 @@ pub fn scale_chart(sv: &ScaleView, kind: ScaleKind) -> Chart {
                             "{}: knee at n = {}: beyond it the aggregate grows by less than 5%",
                             e.target, e.instances
                         )),
-                        cy + 22.0
+                        cy - 14.0
                     );
                 }
             } else if !e.dnr.is_empty() {
