@@ -378,3 +378,173 @@ fn a_partial_run_is_reported_as_partial() {
     let md = std::fs::read_to_string(sb.path().join("p/report.md")).unwrap();
     assert!(md.contains("status: **partial (interrupted)"));
 }
+
+/// The `<svg …>…</svg>` whose id starts with `prefix`.
+fn svg_with_id<'a>(html: &'a str, prefix: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{prefix}"))
+        .unwrap_or_else(|| panic!("no chart {prefix}"));
+    let start = html[..start].rfind("<svg ").unwrap();
+    let end = start + html[start..].find("</svg>").unwrap();
+    &html[start..end]
+}
+
+#[test]
+fn a_study_renders_scalability_line_charts_and_the_isolation_table() {
+    let run = virtmark::report::testing::synthetic_study(3, 2, 4);
+    let html = report::html(&run);
+    if let Some(keep) = std::env::var_os("VIRTMARK_KEEP_REPORT") {
+        write_run_dir(&Path::new(&keep).join("synthetic-study"), &run);
+        std::fs::write(Path::new(&keep).join("synthetic-study/report.html"), &html).unwrap();
+    }
+    // Every section, in the order of SECTIONS.
+    let pos = |id: &str| {
+        html.find(&format!("<section id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("section {id}"))
+    };
+    assert!(pos("summary") < pos("relative"));
+    assert!(pos("dnr") < pos("scalability") && pos("scalability") < pos("isolation"));
+    assert!(pos("isolation") < pos("environment"));
+    assert!(html.contains("virtmark study --plan plan.toml"));
+
+    // (a) Aggregate: a line and a marker per target and n, the knee marked.
+    let agg = svg_with_id(&html, "scale-aggregate-dd-zero");
+    assert!(agg.contains("role=\"img\"") && agg.contains("<desc"));
+    assert!(agg.contains("number of instances n (log2 scale)"));
+    assert!(agg.contains("aggregate throughput (mean × n, MB/s)"));
+    for t in ["native", "ns", "oci:crun"] {
+        assert!(
+            agg.contains(&format!("class=\"line\" data-target=\"{t}\"")),
+            "a line for {t}"
+        );
+    }
+    // 3 targets × 5 n, minus oci:crun at n = 16 (every instance DNR).
+    assert_eq!(agg.matches("class=\"point\"").count(), 14);
+    // Distinct markers: circle (native), square (ns), triangle (oci:crun).
+    assert!(agg.contains("<circle") && agg.contains("<rect x=") && agg.contains("<polygon"));
+    // Dashes tell the lines apart without colour.
+    assert!(agg.contains("stroke-dasharray=\"7 4\""));
+    // Knees: native at n = 4, ns at n = 2; oci:crun has none.
+    assert_eq!(agg.matches("class=\"knee\"").count(), 2);
+    assert!(agg.contains("native: knee at n = 4") && agg.contains("ns: knee at n = 2"));
+    // DNR: one instance at n = 8 (beside its point), all 16 at n = 16.
+    assert_eq!(agg.matches("class=\"dnr-mark\"").count(), 2);
+    assert!(agg.contains(">1 DNR</text>") && agg.contains(">16 DNR</text>"));
+    assert!(agg.contains("could not start at 127 MiB"));
+    // Ticks on the log2 axis.
+    for n in [1, 2, 4, 8, 16] {
+        assert!(
+            agg.contains(&format!("text-anchor=\"middle\">{n}</text>")),
+            "tick {n}"
+        );
+    }
+
+    // (b) Per instance: whiskers min–max for each point.
+    let per = svg_with_id(&html, "scale-per-instance-dd-zero");
+    assert_eq!(per.matches("class=\"whisker\"").count(), 14);
+    assert!(per.contains("throughput per instance (MB/s)"));
+
+    // The scalability table: a row per target and n, DNRs with reasons.
+    let table = &html[pos("scalability")..pos("isolation")];
+    assert_eq!(table.matches("<tr").count() - 1, 15);
+    assert!(table.contains("<strong>16 of 16</strong>"));
+    assert!(table.contains("instances 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15: could not start at 127 MiB"));
+    assert!(table.contains(">knee</span>") && table.contains(">past knee</span>"));
+
+    // Isolation: a column group per target, a row per stressor, DNR with reason.
+    let iso = &html[pos("isolation")..pos("environment")];
+    assert!(iso.contains("<th colspan=\"3\" scope=\"colgroup\">ns</th>"));
+    assert!(iso.contains("<th colspan=\"3\" scope=\"colgroup\">oci:crun</th>"));
+    for st in ["cpu", "memory", "fork"] {
+        assert!(
+            iso.contains(&format!("<th scope=\"row\">{st}</th>")),
+            "{st}"
+        );
+    }
+    assert!(iso.contains(
+        "<abbr title=\"killed by signal 9 (the OOM killer)\"><strong>DNR</strong></abbr>"
+    ));
+    assert!(iso.contains("oci:crun, memory, misbehaving: killed by signal 9"));
+    assert!(iso.contains("Degradation</strong> is the percentage of good responses"));
+    assert!(
+        iso.contains("<td>120.0 → 138.0</td>"),
+        "p99 baseline → stressed"
+    );
+    assert!(iso.contains("stressor fork: done"));
+    // Summary lines for both steps.
+    let summary = &html[pos("summary")..pos("relative")];
+    assert!(summary.contains("ns: aggregate 920.0 MB/s at n = 1 → 1840 MB/s at n = 16"));
+    assert!(summary.contains("the well-behaved instances lose at most"));
+}
+
+#[test]
+fn markdown_of_a_study_has_the_scalability_and_isolation_tables() {
+    let run = virtmark::report::testing::synthetic_study(3, 1, 4);
+    let md = report::markdown(&run);
+    let start = md.find("## Scalability").unwrap();
+    let end = md.find("## Environment").unwrap();
+    let part = &md[start..end];
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/report_snapshot_steps.md");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, part).unwrap();
+        return;
+    }
+    assert_eq!(
+        part,
+        include_str!("report_snapshot_steps.md"),
+        "rerun with UPDATE_SNAPSHOTS=1 to accept"
+    );
+}
+
+#[test]
+fn an_isolation_only_run_renders_without_overhead_sections() {
+    let run = virtmark::report::testing::synthetic_isolation_run(&["ns", "gvisor"]);
+    let html = report::html(&run);
+    assert!(html.contains("<section id=\"isolation\">"));
+    for absent in [
+        "<section id=\"relative\">",
+        "<section id=\"workloads\">",
+        "<section id=\"dnr\">",
+        "<section id=\"scalability\">",
+        "id=\"relative-",
+        "id=\"medians-",
+    ] {
+        assert!(!html.contains(absent), "{absent}");
+    }
+    assert!(html.contains("No overhead step in this run: it holds the isolation step"));
+    assert!(html.contains("isolation (3 stressor(s))"));
+    assert!(!html.contains("no sample"), "no phantom DNR for rr-paced");
+    assert!(html.contains("virtmark isolate --plan plan.toml"));
+    let md = report::markdown(&run);
+    assert!(md.contains("## Isolation") && !md.contains("## Results per workload"));
+    assert!(md
+        .contains("| stressor | ns: well-behaved | ns: misbehaving | ns: p99 well-behaved (µs) |"));
+    assert!(
+        md.contains("DNR [1]")
+            && md.contains("[1] gvisor, memory, misbehaving: killed by signal 9")
+    );
+    // No chart but none missing either; JSON keeps the entries.
+    assert!(report::charts(&run).is_empty());
+    let json = report::export::json(&run).unwrap();
+    let back = report::load::parse_results_json(&json, "x").unwrap();
+    assert_eq!(back.isolation, run.isolation);
+}
+
+#[test]
+fn json_export_keeps_scale_and_isolation_and_charts_include_scalability() {
+    let sb = Sandbox::new();
+    let run = virtmark::report::testing::synthetic_study(2, 1, 3);
+    let json = report::export::json(&run).unwrap();
+    assert!(json.contains("\"scale\": [") && json.contains("\"isolation\": ["));
+    assert_eq!(report::load::parse_results_json(&json, "x").unwrap(), run);
+    write_run_dir(&sb.path().join("s"), &run);
+    sb.cmd(&["report", "s", "--charts", "charts"])
+        .assert()
+        .success();
+    for id in ["scale-aggregate-dd-zero", "scale-per-instance-dd-zero"] {
+        let png = std::fs::read(sb.path().join(format!("charts/{id}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let svg = std::fs::read_to_string(sb.path().join(format!("charts/{id}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    }
+}

@@ -2,17 +2,17 @@
 //! external resource), readable offline and printable.
 //!
 //! The page is a list of [`SECTIONS`], each a function from the run's [`View`] to
-//! an optional block of HTML (`None` leaves the section out). The scalability line
-//! charts and the isolation table of the later steps are new entries in that list:
-//! a `fn scalability(ctx: &Ctx) -> Option<String>` that returns `None` while the run
-//! has no such data.
+//! an optional block of HTML (`None` leaves the section out): a run of
+//! `virtmark scale` shows the scalability section and no overhead charts, a run of
+//! `virtmark study` every section.
 
 use std::fmt::Write;
 
 use super::fmt_num;
+use super::svg::ScaleKind;
 use super::svg::{self, esc, Chart};
-use super::view::{fmt_ratio, status_text, View, CLASSES};
-use crate::results::{ResultEntry, RunStatus, BASELINE};
+use super::view::{fmt_percent, fmt_ratio, status_text, View, CLASSES};
+use crate::results::{Degradation, IsolationEntry, ResultEntry, RunStatus, BASELINE};
 
 /// What every section gets: the view and the charts drawn once.
 pub struct Ctx<'a> {
@@ -54,8 +54,16 @@ pub const SECTIONS: &[Section] = &[
         title: "Did not return a result (DNR)",
         render: dnr,
     },
-    // The scalability (`virtmark scale`) and isolation (`virtmark isolate`) steps add
-    // their sections here once `RunRecord` carries their data.
+    Section {
+        id: "scalability",
+        title: "Scalability",
+        render: scalability,
+    },
+    Section {
+        id: "isolation",
+        title: "Isolation",
+        render: isolation,
+    },
     Section {
         id: "environment",
         title: "Environment and provenance",
@@ -77,7 +85,7 @@ table{border-collapse:collapse;margin:.5rem 0 1rem;font-variant-numeric:tabular-
 th,td{border:1px solid var(--line);padding:.25rem .55rem;text-align:right;vertical-align:top}
 th{background:var(--bg-alt)}th:first-child,td:first-child{text-align:left}
 td.dnr{color:var(--muted);text-align:left}
-table.env td,table.targets td{text-align:left}
+table.env td,table.targets td,table.notes th{text-align:left}
 .noisy{color:var(--warn);font-weight:bold}
 figure{margin:1rem 0;break-inside:avoid;page-break-inside:avoid}
 figure svg{max-width:100%;height:auto}
@@ -88,6 +96,15 @@ pre{background:var(--bg-alt);padding:.6rem;overflow-x:auto;font-size:.82rem;whit
 details{margin:.4rem 0}summary{cursor:pointer}
 .note{color:var(--muted);font-size:.9rem}
 .workload{break-inside:avoid-page}
+.pair{display:flex;flex-wrap:wrap;gap:0 1.5rem}.pair figure{flex:1 1 480px;min-width:0}
+tr.grp td{border-top:2px solid var(--fg)}
+.tag{font-size:.8rem;border:1px solid var(--muted);border-radius:3px;padding:0 .25rem;color:var(--muted);white-space:nowrap}
+table.iso th[scope=colgroup]{text-align:center;border-bottom:1px solid var(--line)}
+table.iso td.d1{background:#fdf0d5}table.iso td.d2{background:#f6c48a;font-weight:bold}
+td abbr{text-decoration:underline dotted;cursor:help}
+table.scale td:not(.dnr),table.iso th,table.iso td{white-space:nowrap}
+table.scale td.dnr{min-width:14rem}
+ul.dnrs{margin:0;padding-left:1rem;text-align:left}ol.foot{font-size:.9rem;color:var(--muted)}
 @media print{body{max-width:none;padding:0;font-size:11pt}nav{display:none}h2{break-after:avoid}
 details{display:block}details>summary{display:none}details>*{display:block}a{color:inherit;text-decoration:none}}
 "#;
@@ -121,7 +138,7 @@ pub fn render(view: &View) -> String {
          <title>virtmark report {id}</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
          <header>\n<h1>virtmark report: run {id}</h1>\n\
          <p class=\"meta\"><span class=\"status{pcls}\">{status}</span> · started {started}{finished} · \
-         host {host} · targets: {targets} · {nw} workload(s)</p>\n</header>\n\
+         host {host} · targets: {targets} · {steps}</p>\n</header>\n\
          <nav aria-label=\"contents\"><ol>\n{toc}</ol></nav>\n<main>\n{body}</main>\n\
          <footer class=\"note\"><p>Made by virtmark {ver} ({rev}) from the stored run; every figure is \
          derived from the run's stored raw samples.</p></footer>\n</body>\n</html>\n",
@@ -138,7 +155,7 @@ pub fn render(view: &View) -> String {
             .unwrap_or_default(),
         host = esc(&run.host.hostname),
         targets = esc(&targets),
-        nw = view.workloads.len(),
+        steps = esc(&view.steps_text()),
     )
 }
 
@@ -152,7 +169,9 @@ fn summary(ctx: &Ctx) -> Option<String> {
             esc(status_text(v.run.status))
         );
     }
-    if !v.has_ratios() {
+    if !v.has_overhead {
+        let _ = writeln!(h, "<p>{}</p>", esc(&v.no_overhead_text()));
+    } else if !v.has_ratios() {
         let _ = writeln!(
             h,
             "<p>No ratios to native: {}. Ratios appear when a run measures native and at least one other target.</p>",
@@ -200,21 +219,309 @@ fn summary(ctx: &Ctx) -> Option<String> {
             let _ = writeln!(h, "</ol>");
         }
     }
-    let noisy = v
-        .run
-        .results
+    for sv in &v.scale {
+        let _ = writeln!(
+            h,
+            "<p><a href=\"#scale-{}\">Scalability of {}</a> ({}):</p><ul class=\"slow\">",
+            svg::slug(&sv.workload),
+            esc(&sv.workload),
+            esc(&sv.metric)
+        );
+        for l in &sv.lines {
+            let _ = writeln!(h, "<li>{}</li>", esc(&l.sentence(&sv.unit)));
+        }
+        let _ = writeln!(h, "</ul>");
+    }
+    if let Some(iso) = &v.isolation {
+        let _ = writeln!(
+            h,
+            "<p><a href=\"#isolation\">Isolation</a> (good responses lost against the baseline):</p><ul class=\"slow\">"
+        );
+        for s in iso.sentences() {
+            let _ = writeln!(h, "<li>{}</li>", esc(&s));
+        }
+        let _ = writeln!(h, "</ul>");
+    }
+    if v.has_overhead {
+        let noisy = v
+            .run
+            .results
+            .iter()
+            .filter(|r| r.headline && r.noisy)
+            .count();
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Results: {}; DNR: {}; noisy: {}. Method: {}.</p>",
+            v.run.results.iter().filter(|r| r.headline).count(),
+            v.dnr.len(),
+            noisy,
+            esc(&v.method_note())
+        );
+    }
+    Some(h)
+}
+
+fn scalability(ctx: &Ctx) -> Option<String> {
+    let v = ctx.view;
+    if v.scale.is_empty() {
+        return None;
+    }
+    let mut h = String::from(
+        "<p>n instances of each target start together, wait at a barrier and run the workload at \
+         once (after Camargos et al.). (a) Aggregate throughput: the mean per instance × n, as the \
+         studies computed it; (b) throughput per instance: the mean over instances, whiskers from the \
+         slowest to the fastest. Each instance's figure is its median over the kept repetitions. \
+         Dashed ring: the knee, beyond which the aggregate grows by less than 5%. ✕ with a count: \
+         instances that did not return a result (DNR), reasons in the table.</p>\n",
+    );
+    for sv in &v.scale {
+        let _ = writeln!(
+            h,
+            "<div class=\"workload\" id=\"scale-{}\">\n<h3>{}</h3>\n<p class=\"meta\">{} in {}, higher is better · \
+             memory: the total divided between the instances · {}</p>",
+            svg::slug(&sv.workload),
+            esc(&sv.workload),
+            esc(&sv.metric),
+            esc(&sv.unit),
+            esc(sv.cpu_note())
+        );
+        let _ = writeln!(h, "<div class=\"pair\">");
+        h.push_str(&figure(
+            &svg::scale_chart(sv, ScaleKind::Aggregate),
+            "(a) Aggregate throughput (mean per instance × n) against the number of instances; one line per target.",
+        ));
+        h.push_str(&figure(
+            &svg::scale_chart(sv, ScaleKind::PerInstance),
+            "(b) Mean throughput per instance; whiskers: slowest and fastest instance.",
+        ));
+        let _ = writeln!(h, "</div>");
+        let _ = writeln!(
+            h,
+            "<div class=\"scroll\"><table class=\"scale\"><thead><tr><th>target</th><th>n</th><th>memory each</th>\
+             <th>per instance: mean (min–max) ({u})</th><th>aggregate: mean × n ({u})</th><th>sum ({u})</th>\
+             <th title=\"Jain's fairness index over instances, 1 = even\">fairness</th>\
+             <th title=\"largest gap between the instances' start after the barrier\">barrier spread</th><th>DNR</th></tr></thead><tbody>",
+            u = esc(&sv.unit)
+        );
+        for l in &sv.lines {
+            let knee = l.knee();
+            for (i, e) in l.points.iter().enumerate() {
+                let per = e.per_instance.map_or("–".into(), |p| {
+                    format!(
+                        "{} <span class=\"note\">({}–{})</span>",
+                        fmt_num(p.mean),
+                        fmt_num(p.min),
+                        fmt_num(p.max)
+                    )
+                });
+                let tag = if knee == Some(e.instances) {
+                    " <span class=\"tag\" title=\"beyond this n the aggregate grows by less than 5%\">knee</span>"
+                } else if e.past_knee {
+                    " <span class=\"tag\" title=\"the aggregate grew by less than 5% from the previous n\">past knee</span>"
+                } else {
+                    ""
+                };
+                let (agg, sum) = e.aggregate.map_or(("–".to_string(), "–".to_string()), |a| {
+                    (fmt_num(a.mean_times_n), fmt_num(a.sum))
+                });
+                let dnr = if e.dnr.is_empty() {
+                    "–".to_string()
+                } else {
+                    let items: String = super::view::dnr_groups(&e.dnr)
+                        .iter()
+                        .map(|g| format!("<li>{}</li>", esc(g)))
+                        .collect();
+                    format!(
+                        "<strong>{} of {}</strong><ul class=\"dnrs\">{items}</ul>",
+                        e.dnr.len(),
+                        e.instances
+                    )
+                };
+                let _ = writeln!(
+                    h,
+                    "<tr{}><td>{}</td><td>{}</td><td>{}{}</td><td>{per}</td><td>{agg}{tag}</td><td>{sum}</td><td>{}</td><td>{}</td><td{}>{dnr}</td></tr>",
+                    if i == 0 { " class=\"grp\"" } else { "" },
+                    esc(&e.target),
+                    e.instances,
+                    esc(&human_bytes(e.memory_per_instance)),
+                    if e.pinned { " <span class=\"tag\">pinned</span>" } else { "" },
+                    e.fairness.map_or("–".into(), |f| format!("{f:.3}")),
+                    e.barrier_spread_ms.map_or("–".into(), |ms| format!("{ms:.1} ms")),
+                    if e.dnr.is_empty() { "" } else { " class=\"dnr\"" },
+                );
+            }
+        }
+        let _ = writeln!(h, "</tbody></table></div>\n</div>");
+    }
+    Some(h)
+}
+
+/// A degradation cell: the figure, shaded by size (the figure always shown), or
+/// DNR with its reason as a tooltip and a footnote.
+fn degradation_cell(
+    d: &Degradation,
+    rates: (Option<f64>, Option<f64>),
+    foot: &mut Vec<String>,
+    what: String,
+) -> String {
+    let rate = |r: Option<f64>| r.map_or("–".into(), fmt_num);
+    match d {
+        Degradation::Percent(p) => {
+            let cls = if *p >= 25.0 {
+                " class=\"d2\""
+            } else if *p >= 5.0 {
+                " class=\"d1\""
+            } else {
+                ""
+            };
+            format!(
+                "<td{cls} title=\"{}\">{}</td>",
+                esc(&format!(
+                    "{what}: good responses/s {} in the baseline → {} under the stressor",
+                    rate(rates.0),
+                    rate(rates.1)
+                )),
+                fmt_percent(*p)
+            )
+        }
+        Degradation::Dnr { dnr } => {
+            foot.push(format!("{what}: {dnr}"));
+            format!(
+                "<td class=\"dnr\"><abbr title=\"{}\"><strong>DNR</strong></abbr><sup><a href=\"#iso-note-{n}\">{n}</a></sup></td>",
+                esc(dnr),
+                n = foot.len()
+            )
+        }
+    }
+}
+
+fn isolation(ctx: &Ctx) -> Option<String> {
+    let iso = ctx.view.isolation.as_ref()?;
+    let k = iso
+        .cells
         .iter()
-        .filter(|r| r.headline && r.noisy)
-        .count();
+        .flatten()
+        .flatten()
+        .map(|e| e.instances)
+        .max()
+        .unwrap_or(0);
+    let mut h = format!(
+        "<p>{k} instances of each target run a request/response workload against the peer at a steady \
+         offered rate; a response within its deadline is a good response. First all behave (the baseline), \
+         then, for each stressor, instance 0 misbehaves while the others keep going. \
+         <strong>Degradation</strong> is the percentage of good responses per second lost against the \
+         baseline (as in Xu et al.'s Table II): 0% = perfect isolation, higher = worse, negative = better \
+         than the baseline. <em>Misbehaving</em>: the instance running the stressor; <em>well-behaved</em>: \
+         the mean over the others. DNR: the instance returned no result. Shading marks ≥ 5% (light) and \
+         ≥ 25% (darker, bold); the figure is always printed.</p>\n"
+    );
     let _ = writeln!(
         h,
-        "<p class=\"note\">Results: {}; DNR: {}; noisy: {}. Method: {}.</p>",
-        v.run.results.iter().filter(|r| r.headline).count(),
-        v.dnr.len(),
-        noisy,
-        esc(&v.method_note())
+        "<div class=\"scroll\"><table class=\"iso\"><thead><tr><th rowspan=\"2\" scope=\"col\">stressor</th>"
     );
+    for t in &iso.targets {
+        let _ = write!(h, "<th colspan=\"3\" scope=\"colgroup\">{}</th>", esc(t));
+    }
+    let _ = writeln!(h, "</tr><tr>");
+    for _ in &iso.targets {
+        let _ = write!(
+            h,
+            "<th scope=\"col\">well-behaved</th><th scope=\"col\">misbehaving</th>\
+             <th scope=\"col\" title=\"mean of the well-behaved instances' 99th-percentile latency, in the baseline → under the stressor\">well-behaved p99 (µs)<br><span class=\"note\">baseline → stressed</span></th>"
+        );
+    }
+    let _ = writeln!(h, "</tr></thead><tbody>");
+    let mut foot = Vec::new();
+    for (si, st) in iso.stressors.iter().enumerate() {
+        let _ = write!(h, "<tr><th scope=\"row\">{}</th>", esc(st));
+        for (ti, t) in iso.targets.iter().enumerate() {
+            match iso.cells[si][ti] {
+                Some(e) => {
+                    h.push_str(&degradation_cell(
+                        &e.degradation.well_behaved,
+                        (e.baseline_rate[1], e.stressed_rate[1]),
+                        &mut foot,
+                        format!("{t}, {st}, well-behaved"),
+                    ));
+                    h.push_str(&degradation_cell(
+                        &e.degradation.misbehaving,
+                        (e.baseline_rate[0], e.stressed_rate[0]),
+                        &mut foot,
+                        format!("{t}, {st}, misbehaving"),
+                    ));
+                    let _ = write!(h, "<td>{}</td>", p99_text(e));
+                }
+                None => {
+                    let _ = write!(h, "<td colspan=\"3\" class=\"dnr\">not run</td>");
+                }
+            }
+        }
+        let _ = writeln!(h, "</tr>");
+    }
+    let _ = writeln!(h, "</tbody></table></div>");
+    if !foot.is_empty() {
+        let _ = writeln!(h, "<ol class=\"foot\">");
+        for (i, f) in foot.iter().enumerate() {
+            let _ = writeln!(h, "<li id=\"iso-note-{}\">{}</li>", i + 1, esc(f));
+        }
+        let _ = writeln!(h, "</ol>");
+    }
+    // The baseline behind the percentages.
+    let base: Vec<String> = iso
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(ti, t)| {
+            let e = iso.cells.iter().find_map(|row| row[ti])?;
+            let r = e.baseline_rate[1]?;
+            Some(format!(
+                "{t} {} good responses/s per well-behaved instance",
+                fmt_num(r)
+            ))
+        })
+        .collect();
+    if !base.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Baseline: {}. Hover a figure for the rates behind it.</p>",
+            esc(&base.join("; "))
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<h3>What each stressor did</h3><div class=\"scroll\"><table class=\"env notes\"><thead><tr><th>target</th><th>stressor</th><th>its report (work done, limit hit, how it ended)</th></tr></thead><tbody>"
+    );
+    for (si, _) in iso.stressors.iter().enumerate() {
+        for e in iso.cells[si].iter().flatten() {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.target),
+                esc(&e.stressor),
+                if e.stressor_notes.is_empty() {
+                    "–".to_string()
+                } else {
+                    e.stressor_notes
+                        .iter()
+                        .map(|n| esc(n))
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                }
+            );
+        }
+    }
+    let _ = writeln!(h, "</tbody></table></div>");
     Some(h)
+}
+
+/// `105.5 → 163.1` (µs).
+pub(crate) fn p99_text(e: &IsolationEntry) -> String {
+    let us = |v: Option<f64>| v.map_or("–".into(), fmt_num);
+    format!(
+        "{} → {}",
+        us(e.well_behaved_p99_us[1]),
+        us(e.well_behaved_p99_us[0])
+    )
 }
 
 fn gm_cell(g: Option<&super::view::GeoMean>) -> String {
@@ -411,12 +718,13 @@ fn environment(ctx: &Ctx) -> Option<String> {
         "<table class=\"env\"><tbody>\
          <tr><th>virtmark</th><td>{} (git {})</td></tr>\
          <tr><th>command</th><td><code>{}</code></td></tr>\
-         <tr><th>re-run</th><td><code>virtmark run --plan plan.toml</code> <span class=\"note\">(plan.toml of run {}: in its run directory and below, every default resolved)</span></td></tr>\
+         <tr><th>re-run</th><td><code>{}</code> <span class=\"note\">(plan.toml of run {}: in its run directory and below, every default resolved)</span></td></tr>\
          <tr><th>host</th><td>{} · {} · {} CPU(s) · {} memory · kernel {} · clock {} · virtualization {}</td></tr>\
          </tbody></table>",
         esc(&run.virtmark.version),
         esc(&run.virtmark.git_revision),
         esc(&run.command),
+        ctx.view.rerun_command(),
         esc(&run.run_id),
         esc(&host.hostname),
         esc(&host.cpu_model),

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::fmt_num;
 use super::html::human_bytes;
-use super::view::{fmt_ratio, status_text, View, CLASSES};
-use crate::results::{RunStatus, BASELINE};
+use super::view::{fmt_percent, fmt_ratio, status_text, View, CLASSES};
+use crate::results::{Degradation, RunStatus, BASELINE};
 
 /// Escape what would break a table cell or start markup.
 fn cell(s: &str) -> String {
@@ -39,7 +39,7 @@ pub fn render(view: &View) -> String {
     let _ = writeln!(o, "# virtmark report: run {}\n", run.run_id);
     let _ = writeln!(
         o,
-        "- status: **{}**\n- started {}{}\n- host {} ({}, {} CPUs, {}, kernel {})\n- targets: {}\n- virtmark {} (git {})\n",
+        "- status: **{}**\n- started {}{}\n- host {} ({}, {} CPUs, {}, kernel {})\n- targets: {}\n- steps: {}\n- virtmark {} (git {})\n",
         status_text(run.status),
         run.started,
         run.finished
@@ -52,6 +52,7 @@ pub fn render(view: &View) -> String {
         human_bytes(run.host.memory_bytes),
         cell(&run.host.kernel),
         view.targets.join(", "),
+        cell(&view.steps_text()),
         run.virtmark.version,
         run.virtmark.git_revision
     );
@@ -60,7 +61,9 @@ pub fn render(view: &View) -> String {
     if run.status != RunStatus::Complete {
         let _ = writeln!(o, "> This run is {}.\n", status_text(run.status));
     }
-    if view.has_ratios() {
+    if !view.has_overhead {
+        let _ = writeln!(o, "{}\n", view.no_overhead_text());
+    } else if view.has_ratios() {
         let classes: Vec<(usize, &str)> = CLASSES
             .iter()
             .enumerate()
@@ -136,7 +139,10 @@ pub fn render(view: &View) -> String {
         );
     }
 
-    let _ = writeln!(o, "## Results per workload\n\n{}.\n", view.method_note());
+    steps_summary(&mut o, view);
+    if view.has_overhead {
+        let _ = writeln!(o, "## Results per workload\n\n{}.\n", view.method_note());
+    }
     for w in &view.workloads {
         let head = w.cells.iter().flatten().next();
         let _ = writeln!(
@@ -214,11 +220,15 @@ pub fn render(view: &View) -> String {
         o.push('\n');
     }
 
+    scalability(&mut o, view);
+    isolation(&mut o, view);
+
     let _ = writeln!(o, "## Environment\n");
     let _ = writeln!(o, "- command: `{}`", run.command.replace('`', "'"));
     let _ = writeln!(
         o,
-        "- re-run: `virtmark run --plan plan.toml` (plan.toml of this run directory: the exact plan)"
+        "- re-run: `{}` (plan.toml of this run directory: the exact plan)",
+        view.rerun_command()
     );
     for t in &run.targets {
         let _ = writeln!(
@@ -242,4 +252,198 @@ pub fn render(view: &View) -> String {
         );
     }
     o
+}
+
+/// The scalability and isolation lines of the summary.
+fn steps_summary(o: &mut String, view: &View) {
+    for sv in &view.scale {
+        let _ = writeln!(
+            o,
+            "Scalability of {} ({}):\n",
+            cell(&sv.workload),
+            cell(&sv.metric)
+        );
+        for l in &sv.lines {
+            let _ = writeln!(o, "- {}", cell(&l.sentence(&sv.unit)));
+        }
+        o.push('\n');
+    }
+    if let Some(iso) = &view.isolation {
+        let _ = writeln!(o, "Isolation (good responses lost against the baseline):\n");
+        for s in iso.sentences() {
+            let _ = writeln!(o, "- {}", cell(&s));
+        }
+        o.push('\n');
+    }
+}
+
+/// One table per workload: target, n, memory, per-instance, aggregate, fairness, DNR.
+fn scalability(o: &mut String, view: &View) {
+    if view.scale.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Scalability\n\nn instances start together and run the workload at once (after Camargos et al.); \
+         per instance = mean (min–max) over instances of each one's median; aggregate = mean per instance × n; \
+         fairness = Jain's index; knee = beyond it the aggregate grows by less than 5%.\n"
+    );
+    for sv in &view.scale {
+        let _ = writeln!(
+            o,
+            "### {}\n\n{} in {}, higher is better; {}.\n",
+            cell(&sv.workload),
+            cell(&sv.metric),
+            cell(&sv.unit),
+            sv.cpu_note()
+        );
+        let u = cell(&sv.unit);
+        let per = format!("per instance: mean (min–max) ({u})");
+        let agg = format!("aggregate: mean × n ({u})");
+        let sum = format!("sum ({u})");
+        header(
+            o,
+            &[
+                "target",
+                "n",
+                "memory each",
+                &per,
+                &agg,
+                &sum,
+                "fairness",
+                "DNR",
+            ],
+            1,
+        );
+        for l in &sv.lines {
+            let knee = l.knee();
+            for e in &l.points {
+                let mark = if knee == Some(e.instances) {
+                    " (knee)"
+                } else if e.past_knee {
+                    " (past knee)"
+                } else {
+                    ""
+                };
+                let dnr = if e.dnr.is_empty() {
+                    "–".to_string()
+                } else {
+                    let reasons: Vec<String> = e
+                        .dnr
+                        .iter()
+                        .map(|d| format!("#{}: {}", d.instance, cell(&d.reason)))
+                        .collect();
+                    format!(
+                        "{} of {} ({})",
+                        e.dnr.len(),
+                        e.instances,
+                        reasons.join("; ")
+                    )
+                };
+                row(
+                    o,
+                    &[
+                        cell(&e.target),
+                        e.instances.to_string(),
+                        format!(
+                            "{}{}",
+                            human_bytes(e.memory_per_instance),
+                            if e.pinned { ", pinned" } else { "" }
+                        ),
+                        e.per_instance.map_or("–".into(), |p| {
+                            format!(
+                                "{} ({}–{})",
+                                fmt_num(p.mean),
+                                fmt_num(p.min),
+                                fmt_num(p.max)
+                            )
+                        }),
+                        e.aggregate.map_or("–".into(), |a| {
+                            format!("{}{mark}", fmt_num(a.mean_times_n))
+                        }),
+                        e.aggregate.map_or("–".into(), |a| fmt_num(a.sum)),
+                        e.fairness.map_or("–".into(), |f| format!("{f:.3}")),
+                        dnr,
+                    ],
+                );
+            }
+        }
+        o.push('\n');
+    }
+}
+
+/// The studies' table: a row per stressor, per target the well-behaved and the
+/// misbehaving degradation and the well-behaved p99; DNR reasons as footnotes.
+fn isolation(o: &mut String, view: &View) {
+    let Some(iso) = &view.isolation else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "## Isolation\n\nDegradation = % of good responses per second (answered within the deadline) lost \
+         against the baseline in which every instance behaved (as in Xu et al.'s Table II): 0% = perfect \
+         isolation, higher = worse. Misbehaving: the instance running the stressor; well-behaved: mean over \
+         the others. p99: the well-behaved instances' 99th-percentile latency, baseline → stressed.\n"
+    );
+    let mut cols = vec!["stressor".to_string()];
+    for t in &iso.targets {
+        let t = cell(t);
+        cols.push(format!("{t}: well-behaved"));
+        cols.push(format!("{t}: misbehaving"));
+        cols.push(format!("{t}: p99 well-behaved (µs)"));
+    }
+    let refs: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
+    header(o, &refs, 1);
+    let mut foot: Vec<String> = Vec::new();
+    let mut deg = |d: &Degradation, what: String| match d {
+        Degradation::Percent(p) => fmt_percent(*p),
+        Degradation::Dnr { dnr } => {
+            foot.push(format!("{what}: {}", cell(dnr)));
+            format!("DNR [{}]", foot.len())
+        }
+    };
+    for (si, st) in iso.stressors.iter().enumerate() {
+        let mut cells = vec![cell(st)];
+        for (ti, t) in iso.targets.iter().enumerate() {
+            match iso.cells[si][ti] {
+                Some(e) => {
+                    cells.push(deg(
+                        &e.degradation.well_behaved,
+                        format!("{t}, {st}, well-behaved"),
+                    ));
+                    cells.push(deg(
+                        &e.degradation.misbehaving,
+                        format!("{t}, {st}, misbehaving"),
+                    ));
+                    cells.push(super::html::p99_text(e));
+                }
+                None => cells.extend(["not run".to_string(), String::new(), String::new()]),
+            }
+        }
+        row(o, &cells);
+    }
+    o.push('\n');
+    for (i, f) in foot.iter().enumerate() {
+        let _ = writeln!(o, "[{}] {}  ", i + 1, f);
+    }
+    if !foot.is_empty() {
+        o.push('\n');
+    }
+    let _ = writeln!(o, "What each stressor did:\n");
+    for (si, _) in iso.stressors.iter().enumerate() {
+        for e in iso.cells[si].iter().flatten() {
+            let _ = writeln!(
+                o,
+                "- {} / {}: {}",
+                cell(&e.target),
+                cell(&e.stressor),
+                if e.stressor_notes.is_empty() {
+                    "–".to_string()
+                } else {
+                    cell(&e.stressor_notes.join("; "))
+                }
+            );
+        }
+    }
+    o.push('\n');
 }

@@ -12,7 +12,8 @@
 use std::fmt::Write;
 
 use super::fmt_num;
-use super::view::{fmt_ratio, View};
+use super::view::{fmt_ratio, ScaleView, View};
+use crate::results::ScaleEntry;
 
 /// A rendered chart.
 #[derive(Debug, Clone)]
@@ -582,11 +583,506 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
     Some(Chart { id, title, svg: s })
 }
 
-/// Every chart of a run: the relative charts, then one median chart per workload.
+/// Every chart of a run: the relative charts, one median chart per workload, then
+/// the scalability charts.
 pub fn all_charts(view: &View) -> Vec<Chart> {
     let mut out = relative_charts(view);
     out.extend((0..view.workloads.len()).filter_map(|i| median_chart(view, i)));
+    for sv in &view.scale {
+        out.push(scale_chart(sv, ScaleKind::Aggregate));
+        out.push(scale_chart(sv, ScaleKind::PerInstance));
+    }
     out
+}
+
+/// Which of Camargos et al.'s two scalability figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleKind {
+    /// Aggregate throughput (mean per instance × n) against n.
+    Aggregate,
+    /// Mean throughput per instance against n, with min–max whiskers.
+    PerInstance,
+}
+
+/// Line dash per target slot, so lines differ without colour.
+const DASHES: &[&str] = &[
+    "", "7 4", "2 3", "9 3 2 3", "4 4", "1.5 3", "12 4", "6 2 2 2",
+];
+
+/// A marker of shape `slot` centred on (`cx`, `cy`): circle, square, triangle,
+/// diamond, inverted triangle, pentagon, hexagon, star.
+fn marker(slot: usize, cx: f64, cy: f64, fill: &str) -> String {
+    let r = 4.6;
+    let poly = |k: usize, rot: f64, rr: f64| -> String {
+        let pts: Vec<String> = (0..k)
+            .map(|i| {
+                let a = rot + i as f64 * std::f64::consts::TAU / k as f64;
+                format!("{:.1},{:.1}", cx + rr * a.cos(), cy + rr * a.sin())
+            })
+            .collect();
+        format!(
+            "<polygon points=\"{}\" fill=\"{fill}\" stroke=\"#000\" stroke-width=\"1\"/>",
+            pts.join(" ")
+        )
+    };
+    let up = -std::f64::consts::FRAC_PI_2;
+    match slot % 8 {
+        0 => format!(
+            "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{r}\" fill=\"{fill}\" stroke=\"#000\" stroke-width=\"1\"/>"
+        ),
+        1 => format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\" stroke=\"#000\" stroke-width=\"1\"/>",
+            cx - r * 0.85,
+            cy - r * 0.85,
+            r * 1.7,
+            r * 1.7
+        ),
+        2 => poly(3, up, r * 1.2),
+        3 => poly(4, up, r * 1.2),
+        4 => poly(3, -up, r * 1.2),
+        5 => poly(5, up, r * 1.1),
+        6 => poly(6, 0.0, r * 1.05),
+        _ => {
+            // A five-pointed star.
+            let pts: Vec<String> = (0..10)
+                .map(|i| {
+                    let rr = if i % 2 == 0 { r * 1.35 } else { r * 0.6 };
+                    let a = up + i as f64 * std::f64::consts::PI / 5.0;
+                    format!("{:.1},{:.1}", cx + rr * a.cos(), cy + rr * a.sin())
+                })
+                .collect();
+            format!(
+                "<polygon points=\"{}\" fill=\"{fill}\" stroke=\"#000\" stroke-width=\"1\"/>",
+                pts.join(" ")
+            )
+        }
+    }
+}
+
+/// A ✕ for instances that did not return a result: the target's colour outlined
+/// in black, with the count beside it and the reasons as its tooltip.
+fn dnr_mark(cx: f64, cy: f64, colour: &str, count: usize, tip: &str, anchor_left: bool) -> String {
+    let d = 4.5;
+    let path = format!(
+        "M{:.1} {:.1}L{:.1} {:.1}M{:.1} {:.1}L{:.1} {:.1}",
+        cx - d,
+        cy - d,
+        cx + d,
+        cy + d,
+        cx - d,
+        cy + d,
+        cx + d,
+        cy - d
+    );
+    let (tx, anchor) = if anchor_left {
+        (cx - d - 3.0, "end")
+    } else {
+        (cx + d + 3.0, "start")
+    };
+    format!(
+        "<g class=\"dnr-mark\"><title>{}</title><path d=\"{path}\" stroke=\"#000\" stroke-width=\"4\"/>\
+         <path d=\"{path}\" stroke=\"{colour}\" stroke-width=\"2.2\"/>\
+         <text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-size=\"10\" font-weight=\"bold\">{count} DNR</text></g>",
+        esc(tip),
+        cy + 3.5
+    )
+}
+
+fn scale_value(e: &ScaleEntry, kind: ScaleKind) -> Option<f64> {
+    match kind {
+        ScaleKind::Aggregate => e.aggregate.map(|a| a.mean_times_n),
+        ScaleKind::PerInstance => e.per_instance.map(|p| p.mean),
+    }
+    .filter(|v| v.is_finite())
+}
+
+fn scale_tip(e: &ScaleEntry) -> String {
+    let mut t = format!("{}, n = {}:", e.target, e.instances);
+    if let Some(a) = e.aggregate {
+        let _ = write!(
+            t,
+            " aggregate {} {u} (mean × n; sum {});",
+            fmt_num(a.mean_times_n),
+            fmt_num(a.sum),
+            u = e.unit
+        );
+    }
+    if let Some(p) = e.per_instance {
+        let _ = write!(
+            t,
+            " per instance {} {} (min {}, max {});",
+            fmt_num(p.mean),
+            e.unit,
+            fmt_num(p.min),
+            fmt_num(p.max)
+        );
+    }
+    if let Some(f) = e.fairness {
+        let _ = write!(t, " fairness {f:.3};");
+    }
+    if !e.dnr.is_empty() {
+        let _ = write!(t, " {} instance(s) DNR;", e.dnr.len());
+    }
+    t.trim_end_matches(';').to_string()
+}
+
+fn dnr_tip(e: &ScaleEntry) -> String {
+    let reasons: Vec<String> = e
+        .dnr
+        .iter()
+        .map(|d| format!("instance {}: {}", d.instance, d.reason))
+        .collect();
+    format!(
+        "{}, n = {}: {} of {} instance(s) did not return a result ({})",
+        e.target,
+        e.instances,
+        e.dnr.len(),
+        e.instances,
+        reasons.join("; ")
+    )
+}
+
+/// One of the two scalability line charts of a workload: a line per target with
+/// its own colour, dash and marker; x = number of instances on a log2 axis.
+pub fn scale_chart(sv: &ScaleView, kind: ScaleKind) -> Chart {
+    let (id, title, ylabel) = match kind {
+        ScaleKind::Aggregate => (
+            format!("scale-aggregate-{}", slug(&sv.workload)),
+            format!("{}: aggregate throughput vs instances", sv.workload),
+            format!("aggregate {} (mean × n, {})", sv.metric, sv.unit),
+        ),
+        ScaleKind::PerInstance => (
+            format!("scale-per-instance-{}", slug(&sv.workload)),
+            format!("{}: throughput per instance vs instances", sv.workload),
+            format!("{} per instance ({})", sv.metric, sv.unit),
+        ),
+    };
+    let names: Vec<(usize, &str)> = sv
+        .lines
+        .iter()
+        .map(|l| (l.slot, l.target.as_str()))
+        .collect();
+    let left = 74.0;
+    let right = 24.0;
+    let plot_w = (400.0f64).max(title.chars().count() as f64 * 8.0 - left + 10.0);
+    let width = left + plot_w + right;
+    let row_w = plot_w;
+    let legend_h = 18.0 * line_legend_rows(&names, row_w) as f64;
+    let top = 30.0 + legend_h + 8.0;
+    let plot_h = 230.0;
+    let bottom = 44.0;
+    let height = top + plot_h + bottom;
+
+    // y: 0 .. the largest value (the largest max for the per-instance chart).
+    let mut ymax: f64 = 0.0;
+    for e in sv.lines.iter().flat_map(|l| l.points.iter()) {
+        if let Some(v) = scale_value(e, kind) {
+            ymax = ymax.max(v);
+        }
+        if kind == ScaleKind::PerInstance {
+            if let Some(p) = e.per_instance.filter(|p| p.max.is_finite()) {
+                ymax = ymax.max(p.max);
+            }
+        }
+    }
+    if !(ymax.is_finite() && ymax > 0.0) {
+        ymax = 1.0;
+    }
+    let step = nice_step(ymax * 1.08, 5);
+    let ymax = ((ymax * 1.08) / step).ceil() * step;
+    let y = |v: f64| top + plot_h - (v.max(0.0) / ymax) * plot_h;
+
+    // x: log2 of n, padded so that end points and whiskers clear the axes.
+    let lo = sv.ns.first().map_or(0.0, |n| (*n.max(&1) as f64).log2());
+    let hi = sv.ns.last().map_or(0.0, |n| (*n.max(&1) as f64).log2());
+    let (lo, hi) = if hi - lo < 1e-9 {
+        (lo - 1.0, hi + 1.0)
+    } else {
+        (lo, hi)
+    };
+    let pad = 26.0;
+    let x =
+        |n: u32| left + pad + ((n.max(1) as f64).log2() - lo) / (hi - lo) * (plot_w - 2.0 * pad);
+    let k = sv.lines.len();
+    let dodge = |j: usize| {
+        if kind == ScaleKind::PerInstance {
+            (j as f64 - (k as f64 - 1.0) / 2.0) * 5.0
+        } else {
+            0.0
+        }
+    };
+
+    let mut desc = match kind {
+        ScaleKind::Aggregate => format!(
+            "Line chart: aggregate throughput of {} (mean per instance × n, {}) against the number of              instances n (log2 scale), one line per target.",
+            sv.workload, sv.unit
+        ),
+        ScaleKind::PerInstance => format!(
+            "Line chart: mean throughput per instance of {} ({}) against the number of instances n              (log2 scale), one line per target; whiskers span the slowest to the fastest instance.",
+            sv.workload, sv.unit
+        ),
+    };
+    for l in &sv.lines {
+        let _ = write!(desc, " {}:", l.target);
+        for e in &l.points {
+            match scale_value(e, kind) {
+                Some(v) => {
+                    let _ = write!(desc, " n={} {}", e.instances, fmt_num(v));
+                    if kind == ScaleKind::PerInstance {
+                        if let Some(p) = e.per_instance {
+                            let _ = write!(desc, " ({}–{})", fmt_num(p.min), fmt_num(p.max));
+                        }
+                    }
+                }
+                None => {
+                    let _ = write!(desc, " n={} no result", e.instances);
+                }
+            }
+            if !e.dnr.is_empty() {
+                let _ = write!(desc, " [{} DNR]", e.dnr.len());
+            }
+            desc.push(';');
+        }
+        if kind == ScaleKind::Aggregate {
+            if let Some(kn) = l.knee() {
+                let _ = write!(desc, " knee at n={kn};");
+            }
+        }
+    }
+
+    let mut s = svg_open(&id, width, height, &title, &desc);
+    let _ = writeln!(
+        s,
+        "<text x=\"{left}\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{}</text>",
+        esc(&title)
+    );
+    line_legend(&mut s, &names, left, 38.0, row_w);
+
+    // Grid, y axis and its label.
+    let _ = writeln!(s, "<g class=\"axis y\">");
+    let mut v = 0.0;
+    while v <= ymax + 1e-9 * ymax {
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left + plot_w,
+            left - 6.0,
+            yy + 4.0,
+            fmt_tick(v, step)
+        );
+        v += step;
+    }
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#000\"/>\
+         <text transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text></g>",
+        top + plot_h,
+        top + plot_h / 2.0,
+        esc(&ylabel)
+    );
+    // x axis: powers of two across the range, and every n measured.
+    let mut ticks: Vec<u32> = sv.ns.clone();
+    let (a, b) = (
+        sv.ns.first().copied().unwrap_or(1),
+        sv.ns.last().copied().unwrap_or(1),
+    );
+    let mut p = 1u32;
+    while p <= b && p < (1 << 30) {
+        if p >= a {
+            ticks.push(p);
+        }
+        p *= 2;
+    }
+    ticks.sort_unstable();
+    ticks.dedup();
+    let _ = writeln!(s, "<g class=\"axis x\">");
+    for n in &ticks {
+        let xx = x(*n);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#eee\"/>\
+             <line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>\
+             <text x=\"{xx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{n}</text>",
+            top + plot_h,
+            top + plot_h,
+            top + plot_h + 4.0,
+            top + plot_h + 16.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">number of instances n (log2 scale)</text></g>",
+        left + plot_w,
+        top + plot_h,
+        top + plot_h,
+        left + plot_w / 2.0,
+        height - 8.0
+    );
+
+    // Lines, whiskers, markers, DNRs and knees.
+    let mut strip = 0usize; // DNR marks without a point stack up from the x axis
+    for (j, l) in sv.lines.iter().enumerate() {
+        let colour = COLOURS[l.slot % COLOURS.len()];
+        let dash = DASHES[l.slot % DASHES.len()];
+        let dx = dodge(j);
+        let mut d = String::new();
+        let mut pen = false;
+        for e in &l.points {
+            match scale_value(e, kind) {
+                Some(v) => {
+                    let _ = write!(
+                        d,
+                        "{}{:.1} {:.1}",
+                        if pen { "L" } else { "M" },
+                        x(e.instances) + dx,
+                        y(v)
+                    );
+                    pen = true;
+                }
+                None => pen = false,
+            }
+        }
+        let _ = writeln!(
+            s,
+            "<g class=\"series\" data-target=\"{}\">\n<path class=\"line\" data-target=\"{}\" d=\"{d}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.2\"{}/>",
+            esc(&l.target),
+            esc(&l.target),
+            if dash.is_empty() {
+                String::new()
+            } else {
+                format!(" stroke-dasharray=\"{dash}\"")
+            }
+        );
+        for e in &l.points {
+            let cx = x(e.instances) + dx;
+            let value = scale_value(e, kind);
+            if let (ScaleKind::PerInstance, Some(p)) = (kind, e.per_instance) {
+                if p.min.is_finite() && p.max.is_finite() {
+                    let (y1, y2) = (y(p.min), y(p.max));
+                    let _ = writeln!(
+                        s,
+                        "<path class=\"whisker\" d=\"M{cx:.1} {y1:.1}V{y2:.1}M{:.1} {y1:.1}H{:.1}M{:.1} {y2:.1}H{:.1}\" stroke=\"#000\" stroke-width=\"1.1\" fill=\"none\"><title>{}</title></path>",
+                        cx - 3.0,
+                        cx + 3.0,
+                        cx - 3.0,
+                        cx + 3.0,
+                        esc(&format!(
+                            "{}, n = {}: slowest instance {} {u}, fastest {} {u}",
+                            e.target,
+                            e.instances,
+                            fmt_num(p.min),
+                            fmt_num(p.max),
+                            u = sv.unit
+                        ))
+                    );
+                }
+            }
+            if let Some(v) = value {
+                let cy = y(v);
+                let _ = writeln!(
+                    s,
+                    "<g class=\"point\" data-target=\"{}\" data-n=\"{}\"><title>{}</title>{}</g>",
+                    esc(&e.target),
+                    e.instances,
+                    esc(&scale_tip(e)),
+                    marker(l.slot, cx, cy, colour)
+                );
+                if !e.dnr.is_empty() {
+                    let right_edge = cx + 50.0 > left + plot_w;
+                    let _ = writeln!(
+                        s,
+                        "{}",
+                        dnr_mark(
+                            cx + if right_edge { -9.0 } else { 9.0 },
+                            cy - 12.0,
+                            colour,
+                            e.dnr.len(),
+                            &dnr_tip(e),
+                            right_edge
+                        )
+                    );
+                }
+                if kind == ScaleKind::Aggregate && l.knee() == Some(e.instances) {
+                    let _ = writeln!(
+                        s,
+                        "<g class=\"knee\" data-target=\"{}\"><title>{}</title>\
+                         <circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"10\" fill=\"none\" stroke=\"#000\" stroke-width=\"1.3\" stroke-dasharray=\"3 2\"/>\
+                         <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">knee</text></g>",
+                        esc(&e.target),
+                        esc(&format!(
+                            "{}: knee at n = {}: beyond it the aggregate grows by less than 5%",
+                            e.target, e.instances
+                        )),
+                        cy - 14.0
+                    );
+                }
+            } else if !e.dnr.is_empty() {
+                let cy = top + plot_h - 10.0 - 14.0 * strip as f64;
+                strip += 1;
+                let right_edge = cx + 50.0 > left + plot_w;
+                let _ = writeln!(
+                    s,
+                    "{}",
+                    dnr_mark(cx, cy, colour, e.dnr.len(), &dnr_tip(e), right_edge)
+                );
+            }
+        }
+        let _ = writeln!(s, "</g>");
+    }
+    s.push_str("</svg>\n");
+    Chart { id, title, svg: s }
+}
+
+fn line_legend_item_w(name: &str) -> f64 {
+    40.0 + 7.0 * name.chars().count() as f64 + 14.0
+}
+
+fn line_legend_rows(names: &[(usize, &str)], width: f64) -> usize {
+    let (mut x, mut rows) = (0.0, 1);
+    for (_, name) in names {
+        let w = line_legend_item_w(name);
+        if x + w > width && x > 0.0 {
+            x = 0.0;
+            rows += 1;
+        }
+        x += w;
+    }
+    rows
+}
+
+/// Legend of a line chart: a stretch of each target's line with its marker.
+fn line_legend(out: &mut String, names: &[(usize, &str)], x0: f64, y0: f64, width: f64) {
+    let (mut x, mut y) = (x0, y0);
+    let _ = writeln!(out, "<g class=\"legend\">");
+    for (slot, name) in names {
+        let w = line_legend_item_w(name);
+        if x + w > x0 + width && x > x0 {
+            x = x0;
+            y += 18.0;
+        }
+        let colour = COLOURS[slot % COLOURS.len()];
+        let dash = DASHES[slot % DASHES.len()];
+        let _ = writeln!(
+            out,
+            "<path d=\"M{x:.1} {:.1}H{:.1}\" stroke=\"{colour}\" stroke-width=\"2.2\"{}/>{}\
+             <text x=\"{:.1}\" y=\"{y:.1}\">{}</text>",
+            y - 4.0,
+            x + 34.0,
+            if dash.is_empty() {
+                String::new()
+            } else {
+                format!(" stroke-dasharray=\"{dash}\"")
+            },
+            marker(*slot, x + 17.0, y - 4.0, colour),
+            x + 40.0,
+            esc(name)
+        );
+        x += w;
+    }
+    let _ = writeln!(out, "</g>");
 }
 
 #[cfg(test)]

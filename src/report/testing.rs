@@ -3,8 +3,10 @@
 
 use crate::fingerprint::Fingerprint;
 use crate::plan::Plan;
+use crate::plan::{IsolationPlan, ScalePlan};
 use crate::results::{
-    derive_results, FailureRecord, Provenance, RunRecord, RunStatus, SampleRecord, TargetRecord,
+    derive_results, Aggregate, Degradation, DegradationPair, Dnr, FailureRecord, IsolationEntry,
+    Provenance, RunRecord, RunStatus, SampleRecord, ScaleEntry, Spread, TargetRecord,
     SCHEMA_VERSION,
 };
 use crate::workloads::Metric;
@@ -108,4 +110,150 @@ pub fn synthetic_run(targets: usize, workloads: usize, reps: u32) -> RunRecord {
         scale: vec![],
         isolation: vec![],
     }
+}
+
+/// Synthetic scalability entries for `targets` at n = 1, 2, 4, 8, 16: the first
+/// target scales up to n = 4 then flattens (a knee at 4); the second flattens from
+/// n = 2; the third (when present) loses one instance at n = 8 and every instance
+/// at n = 16 (DNR: could not start at its memory share).
+pub fn synthetic_scale(targets: &[&str]) -> Vec<ScaleEntry> {
+    let mut out = Vec::new();
+    for (ti, t) in targets.iter().enumerate() {
+        for n in [1u32, 2, 4, 8, 16] {
+            let cap = [4.0, 2.0, 8.0][ti % 3];
+            let agg = 1000.0 * (n as f64).min(cap) * (1.0 - 0.08 * ti as f64);
+            let mut dnr = Vec::new();
+            if ti == 2 && n >= 8 {
+                let lost = if n == 16 { n } else { 1 };
+                for i in n - lost..n {
+                    dnr.push(Dnr {
+                        instance: i,
+                        reason: format!("could not start at {} MiB", 2039 / n),
+                    });
+                }
+            }
+            let ok = n - dnr.len() as u32;
+            let mean = agg / n as f64;
+            let (per_instance, aggregate, fairness) = if ok == 0 {
+                (None, None, None)
+            } else {
+                (
+                    Some(Spread {
+                        mean,
+                        min: mean * (1.0 - 0.02 * n as f64),
+                        max: mean * (1.0 + 0.015 * n as f64),
+                    }),
+                    Some(Aggregate {
+                        mean_times_n: mean * n as f64,
+                        sum: mean * ok as f64,
+                    }),
+                    Some(1.0 - 0.002 * n as f64),
+                )
+            };
+            out.push(ScaleEntry {
+                target: t.to_string(),
+                workload: "dd-zero".into(),
+                metric: "throughput".into(),
+                unit: "MB/s".into(),
+                instances: n,
+                memory_per_instance: (2039u64 << 20) / n as u64,
+                pinned: false,
+                per_instance,
+                aggregate,
+                fairness,
+                past_knee: false,
+                barrier_spread_ms: (n > 1).then_some(0.5 * n as f64),
+                dnr,
+            });
+        }
+    }
+    // past_knee as the runner computes it: grew < 5% from the previous n, and at
+    // every n after.
+    for t in targets {
+        let idx: Vec<usize> = (0..out.len()).filter(|&i| out[i].target == *t).collect();
+        let aggs: Vec<Option<f64>> = idx
+            .iter()
+            .map(|&i| out[i].aggregate.map(|a| a.mean_times_n))
+            .collect();
+        for j in (1..idx.len()).rev() {
+            let flat = matches!((aggs[j - 1], aggs[j]), (Some(a), Some(b)) if b < a * 1.05);
+            let later = j + 1 == idx.len() || out[idx[j + 1]].past_knee || aggs[j + 1].is_none();
+            out[idx[j]].past_knee = flat && later;
+        }
+    }
+    out
+}
+
+/// Synthetic isolation entries for `targets` under the `cpu`, `memory` and `fork`
+/// stressors: degradation grows with the target's index; the last target's
+/// misbehaving instance is a DNR under `memory` (killed by the OOM killer).
+pub fn synthetic_isolation(targets: &[&str]) -> Vec<IsolationEntry> {
+    let mut out = Vec::new();
+    for (si, st) in ["cpu", "memory", "fork"].iter().enumerate() {
+        for (ti, t) in targets.iter().enumerate() {
+            let wb = 1.5 * (ti as f64 + 1.0) * (si as f64 + 1.0);
+            let mb = 4.0 * wb;
+            let dnr = ti + 1 == targets.len() && *st == "memory";
+            out.push(IsolationEntry {
+                target: t.to_string(),
+                stressor: st.to_string(),
+                instances: 4,
+                degradation: DegradationPair {
+                    misbehaving: if dnr {
+                        Degradation::Dnr {
+                            dnr: "killed by signal 9 (the OOM killer)".into(),
+                        }
+                    } else {
+                        Degradation::Percent(mb)
+                    },
+                    well_behaved: Degradation::Percent(wb),
+                },
+                baseline_rate: [Some(500.0), Some(500.0)],
+                stressed_rate: [
+                    (!dnr).then_some(500.0 * (1.0 - mb / 100.0)),
+                    Some(500.0 * (1.0 - wb / 100.0)),
+                ],
+                well_behaved_p99_us: [Some(120.0 * (1.0 + wb / 10.0)), Some(120.0)],
+                stressor_notes: vec![format!("{st} started"), format!("stressor {st}: done")],
+            });
+        }
+    }
+    out
+}
+
+/// A synthetic `virtmark study`: the overhead run of [`synthetic_run`] plus the
+/// scalability and isolation entries above for its non-native targets (native
+/// too for scalability).
+pub fn synthetic_study(targets: usize, workloads: usize, reps: u32) -> RunRecord {
+    let mut run = synthetic_run(targets, workloads, reps);
+    let names: Vec<&str> = run.targets.iter().map(|t| t.name.as_str()).collect();
+    run.scale = synthetic_scale(&names);
+    let others: Vec<&str> = names.iter().copied().filter(|t| *t != "native").collect();
+    run.isolation = synthetic_isolation(&others);
+    run.plan.scale = Some(ScalePlan::default());
+    run.plan.isolation = Some(IsolationPlan::default());
+    run.command = "synthetic study for tests".into();
+    run
+}
+
+/// A synthetic `virtmark isolate` run: no overhead samples, isolation entries only.
+pub fn synthetic_isolation_run(targets: &[&str]) -> RunRecord {
+    let mut run = synthetic_run(1, 1, 2);
+    run.samples.clear();
+    run.failures.clear();
+    run.results.clear();
+    run.targets.retain(|_| false);
+    for t in targets {
+        run.targets.push(TargetRecord {
+            name: t.to_string(),
+            fingerprint: Some(run.host.clone()),
+            startup_s: Some(0.05),
+        });
+    }
+    run.plan.run.targets = Some(targets.iter().map(|t| t.to_string()).collect());
+    run.plan.run.workloads = Some(vec!["rr-paced".into()]);
+    run.plan.isolation = Some(IsolationPlan::default());
+    run.isolation = synthetic_isolation(targets);
+    run.command = "synthetic isolation run for tests".into();
+    run
 }

@@ -3,7 +3,10 @@
 //! the ratios to native, the largest slowdowns and the DNRs. HTML and Markdown
 //! render this; neither recomputes anything.
 
-use crate::results::{FailureRecord, ResultEntry, RunRecord, RunStatus, BASELINE};
+use crate::results::{
+    Degradation, FailureRecord, IsolationEntry, ResultEntry, RunRecord, RunStatus, ScaleEntry,
+    Step, BASELINE,
+};
 use crate::workloads;
 
 /// Classes in the order reports show them; `other` holds workloads this virtmark
@@ -106,6 +109,288 @@ pub struct View<'a> {
     pub slowdowns: Vec<Slowdown>,
     /// Every (target, workload) without a headline result.
     pub dnr: Vec<Dnr<'a>>,
+    /// Whether the run has (or planned) the overhead step.
+    pub has_overhead: bool,
+    /// The scalability step, one block per workload (empty without one).
+    pub scale: Vec<ScaleView<'a>>,
+    /// The isolation step (`None` without one).
+    pub isolation: Option<IsolationView<'a>>,
+}
+
+/// One target's line in a scalability chart.
+#[derive(Debug, Clone)]
+pub struct ScaleLine<'a> {
+    /// Target name.
+    pub target: String,
+    /// Its index in [`View::targets`]: its colour, pattern and marker.
+    pub slot: usize,
+    /// Its entries, by increasing n.
+    pub points: Vec<&'a ScaleEntry>,
+}
+
+impl ScaleLine<'_> {
+    /// The knee: the n beyond which the aggregate stops growing by more than 5%
+    /// (the n before the first one past the knee), when the run reached it.
+    pub fn knee(&self) -> Option<u32> {
+        let i = self
+            .points
+            .iter()
+            .position(|e| e.past_knee && e.aggregate.is_some())?;
+        self.points[..i]
+            .iter()
+            .rev()
+            .find(|e| e.aggregate.is_some())
+            .map(|e| e.instances)
+    }
+
+    /// A sentence for the summary: `ns: 1043 MB/s at n = 1 → 2124 MB/s at n = 4
+    /// (2.04×); knee at n = 2`.
+    pub fn sentence(&self, unit: &str) -> String {
+        let with: Vec<(u32, f64)> = self
+            .points
+            .iter()
+            .filter_map(|e| Some((e.instances, e.aggregate?.mean_times_n)))
+            .collect();
+        let mut s = format!("{}: ", self.target);
+        match (with.first(), with.last()) {
+            (Some(a), Some(b)) if a.0 != b.0 => s.push_str(&format!(
+                "aggregate {} {unit} at n = {} → {} {unit} at n = {} ({}×)",
+                super::fmt_num(a.1),
+                a.0,
+                super::fmt_num(b.1),
+                b.0,
+                fmt_ratio(b.1 / a.1)
+            )),
+            (Some(a), _) => s.push_str(&format!(
+                "aggregate {} {unit} at n = {}",
+                super::fmt_num(a.1),
+                a.0
+            )),
+            _ => s.push_str("no result at any n"),
+        }
+        match self.knee() {
+            Some(k) => s.push_str(&format!("; knee at n = {k}")),
+            None if with.len() > 1 => s.push_str("; no knee up to the largest n"),
+            None => {}
+        }
+        let dnr: usize = self.points.iter().map(|e| e.dnr.len()).sum();
+        if dnr > 0 {
+            let at: Vec<String> = self
+                .points
+                .iter()
+                .filter(|e| !e.dnr.is_empty())
+                .map(|e| e.instances.to_string())
+                .collect();
+            s.push_str(&format!(
+                "; {dnr} instance(s) DNR (at n = {})",
+                at.join(", ")
+            ));
+        }
+        s
+    }
+}
+
+/// The scalability of one workload: a line per target.
+#[derive(Debug, Clone)]
+pub struct ScaleView<'a> {
+    /// Workload name.
+    pub workload: String,
+    /// Its headline metric.
+    pub metric: String,
+    /// Throughput unit.
+    pub unit: String,
+    /// Every n measured, increasing.
+    pub ns: Vec<u32>,
+    /// One line per target, in [`View::targets`] order.
+    pub lines: Vec<ScaleLine<'a>>,
+}
+
+impl ScaleView<'_> {
+    /// How CPUs were shared: `pinned`, `shared` or `mixed`.
+    pub fn cpu_note(&self) -> &'static str {
+        let all = self.lines.iter().flat_map(|l| l.points.iter());
+        let pinned = all.clone().filter(|e| e.pinned).count();
+        match (pinned, all.count()) {
+            (0, _) => "CPUs shared by all instances",
+            (p, n) if p == n => "each instance pinned to one CPU",
+            _ => "some n pinned, some shared",
+        }
+    }
+}
+
+/// The isolation step as the studies' table: a row per stressor, a column group
+/// per target.
+#[derive(Debug, Clone)]
+pub struct IsolationView<'a> {
+    /// Stressors in the order run.
+    pub stressors: Vec<String>,
+    /// Targets in [`View::targets`] order.
+    pub targets: Vec<String>,
+    /// `[stressor][target]`.
+    pub cells: Vec<Vec<Option<&'a IsolationEntry>>>,
+}
+
+impl IsolationView<'_> {
+    /// The largest degradation of the well-behaved instances per target, as a
+    /// sentence (`ns: well-behaved lose at most 0.4% (under cpu); …`).
+    pub fn sentences(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (ti, t) in self.targets.iter().enumerate() {
+            let worst = |pick: fn(&IsolationEntry) -> &Degradation| {
+                self.cells
+                    .iter()
+                    .flat_map(|row| row[ti])
+                    .filter_map(|e| match pick(e) {
+                        Degradation::Percent(p) if p.is_finite() => Some((*p, e.stressor.as_str())),
+                        _ => None,
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+            };
+            let dnr = self
+                .cells
+                .iter()
+                .flat_map(|row| row[ti])
+                .filter(|e| {
+                    matches!(e.degradation.misbehaving, Degradation::Dnr { .. })
+                        || matches!(e.degradation.well_behaved, Degradation::Dnr { .. })
+                })
+                .count();
+            let mut s = format!("{t}: ");
+            match worst(|e| &e.degradation.well_behaved) {
+                Some((p, st)) => s.push_str(&format!(
+                    "the well-behaved instances lose at most {} of their good responses (under {st})",
+                    fmt_percent(p)
+                )),
+                None => s.push_str("no degradation figure for the well-behaved instances"),
+            }
+            if let Some((p, st)) = worst(|e| &e.degradation.misbehaving) {
+                s.push_str(&format!(
+                    "; the misbehaving one at most {} (under {st})",
+                    fmt_percent(p)
+                ));
+            }
+            if dnr > 0 {
+                s.push_str(&format!("; {dnr} stressor(s) with a DNR"));
+            }
+            out.push(s);
+        }
+        out
+    }
+}
+
+/// Instances without a result, grouped by reason: `instances 2, 3: could not
+/// start at 101 MiB`.
+pub fn dnr_groups(dnr: &[crate::results::Dnr]) -> Vec<String> {
+    let mut groups: Vec<(&str, Vec<u32>)> = Vec::new();
+    for d in dnr {
+        match groups.iter_mut().find(|g| g.0 == d.reason) {
+            Some(g) => g.1.push(d.instance),
+            None => groups.push((&d.reason, vec![d.instance])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(reason, is)| {
+            let list: Vec<String> = is.iter().map(|i| i.to_string()).collect();
+            format!(
+                "instance{} {}: {reason}",
+                if is.len() > 1 { "s" } else { "" },
+                list.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// A degradation in percent with one decimal (`12.3%`), `–` when not finite.
+pub fn fmt_percent(p: f64) -> String {
+    if p.is_finite() {
+        format!("{p:.1}%")
+    } else {
+        "–".into()
+    }
+}
+
+/// Whether a run has the overhead step: it has overhead samples or DNRs, or its
+/// plan asks for it (a plain run, or a study: both a scale and an isolation
+/// section). `virtmark scale` and `virtmark isolate` alone have one of the two.
+pub fn has_overhead(run: &RunRecord) -> bool {
+    run.samples.iter().any(|s| s.step == Step::Overhead)
+        || run.failures.iter().any(|f| f.step == Step::Overhead)
+        || run.plan.scale.is_some() == run.plan.isolation.is_some()
+}
+
+fn scale_views<'a>(run: &'a RunRecord, targets: &[String]) -> Vec<ScaleView<'a>> {
+    let mut names: Vec<&str> = Vec::new();
+    for e in &run.scale {
+        if !names.contains(&e.workload.as_str()) {
+            names.push(&e.workload);
+        }
+    }
+    names
+        .into_iter()
+        .map(|w| {
+            let entries: Vec<&ScaleEntry> = run.scale.iter().filter(|e| e.workload == w).collect();
+            let mut ns: Vec<u32> = entries.iter().map(|e| e.instances).collect();
+            ns.sort_unstable();
+            ns.dedup();
+            let lines = targets
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, t)| {
+                    let mut points: Vec<&ScaleEntry> =
+                        entries.iter().copied().filter(|e| e.target == *t).collect();
+                    points.sort_by_key(|e| e.instances);
+                    (!points.is_empty()).then(|| ScaleLine {
+                        target: t.clone(),
+                        slot,
+                        points,
+                    })
+                })
+                .collect();
+            ScaleView {
+                workload: w.to_string(),
+                metric: entries[0].metric.clone(),
+                unit: entries[0].unit.clone(),
+                ns,
+                lines,
+            }
+        })
+        .collect()
+}
+
+fn isolation_view<'a>(run: &'a RunRecord, targets: &[String]) -> Option<IsolationView<'a>> {
+    if run.isolation.is_empty() {
+        return None;
+    }
+    let mut stressors: Vec<String> = Vec::new();
+    for e in &run.isolation {
+        if !stressors.contains(&e.stressor) {
+            stressors.push(e.stressor.clone());
+        }
+    }
+    let targets: Vec<String> = targets
+        .iter()
+        .filter(|t| run.isolation.iter().any(|e| e.target == **t))
+        .cloned()
+        .collect();
+    let cells = stressors
+        .iter()
+        .map(|s| {
+            targets
+                .iter()
+                .map(|t| {
+                    run.isolation
+                        .iter()
+                        .find(|e| e.stressor == *s && e.target == *t)
+                })
+                .collect()
+        })
+        .collect();
+    Some(IsolationView {
+        stressors,
+        targets,
+        cells,
+    })
 }
 
 /// A ratio with two decimals (`0.21`), or `–`.
@@ -139,13 +424,30 @@ impl<'a> View<'a> {
     /// Derive the view of a run.
     pub fn new(run: &'a RunRecord) -> View<'a> {
         let mut targets: Vec<String> = run.targets.iter().map(|t| t.name.clone()).collect();
-        let mut names = run.plan.workload_names();
+        let has_overhead = has_overhead(run);
+        // The plan's workloads are the overhead step's; `scale`/`isolate` alone
+        // name their own workload there, which has no overhead result.
+        let mut names = if has_overhead {
+            run.plan.workload_names()
+        } else {
+            Vec::new()
+        };
         for r in &run.results {
             if !targets.contains(&r.target) {
                 targets.push(r.target.clone());
             }
             if !names.contains(&r.workload) {
                 names.push(r.workload.clone());
+            }
+        }
+        let extra = run
+            .scale
+            .iter()
+            .map(|e| &e.target)
+            .chain(run.isolation.iter().map(|e| &e.target));
+        for t in extra {
+            if !targets.contains(t) {
+                targets.push(t.clone());
             }
         }
         let workloads: Vec<WorkloadView> = names
@@ -215,15 +517,15 @@ impl<'a> View<'a> {
                     dnr.push(Dnr {
                         target: t.clone(),
                         workload: w.name.clone(),
-                        failure: run
-                            .failures
-                            .iter()
-                            .rev()
-                            .find(|f| f.target == *t && f.workload == w.name),
+                        failure: run.failures.iter().rev().find(|f| {
+                            f.step == Step::Overhead && f.target == *t && f.workload == w.name
+                        }),
                     });
                 }
             }
         }
+        let scale = scale_views(run, &targets);
+        let isolation = isolation_view(run, &targets);
         View {
             run,
             targets,
@@ -231,6 +533,9 @@ impl<'a> View<'a> {
             summary,
             slowdowns: all_slow,
             dnr,
+            has_overhead,
+            scale,
+            isolation,
         }
     }
 
@@ -257,6 +562,59 @@ impl<'a> View<'a> {
     /// other target).
     pub fn has_ratios(&self) -> bool {
         self.summary.iter().any(|s| s.overall.is_some())
+    }
+
+    /// The steps the run holds, for the page's header: `overhead (3 workloads),
+    /// scalability (oltp, n = 1–32), isolation (2 stressors)`.
+    pub fn steps_text(&self) -> String {
+        let mut parts = Vec::new();
+        if self.has_overhead {
+            parts.push(format!("overhead ({} workload(s))", self.workloads.len()));
+        }
+        for s in &self.scale {
+            let n = match (s.ns.first(), s.ns.last()) {
+                (Some(a), Some(b)) if a != b => format!("n = {a}–{b}"),
+                (Some(a), _) => format!("n = {a}"),
+                _ => String::new(),
+            };
+            parts.push(format!("scalability ({}, {n})", s.workload));
+        }
+        if let Some(i) = &self.isolation {
+            parts.push(format!("isolation ({} stressor(s))", i.stressors.len()));
+        }
+        if parts.is_empty() {
+            "no step measured".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// The command that re-runs this run from its stored plan.
+    pub fn rerun_command(&self) -> &'static str {
+        match (
+            self.run.plan.scale.is_some(),
+            self.run.plan.isolation.is_some(),
+        ) {
+            (true, true) => "virtmark study --plan plan.toml",
+            (true, false) => "virtmark scale --plan plan.toml",
+            (false, true) => "virtmark isolate --plan plan.toml",
+            (false, false) => "virtmark run --plan plan.toml",
+        }
+    }
+
+    /// What the run is, when it has no overhead step: the sentence the summary
+    /// opens with.
+    pub fn no_overhead_text(&self) -> String {
+        let what = match (self.scale.is_empty(), self.isolation.is_none()) {
+            (false, false) => "the scalability and isolation steps",
+            (false, true) => "the scalability step (virtmark scale)",
+            (true, false) => "the isolation step (virtmark isolate)",
+            (true, true) => "no step with results yet",
+        };
+        format!(
+            "No overhead step in this run: it holds {what}, so there are no ratios to native. \
+             The overhead step is virtmark run (or virtmark study, all three steps)."
+        )
     }
 
     /// Kept/discarded repetitions as planned, e.g. `median of 3 kept repetitions
