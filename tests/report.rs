@@ -151,7 +151,7 @@ fn csv_export_has_every_sample_and_metric() {
     assert_eq!(
         lines.next(),
         Some(
-            "run_id,target,workload,rep,discarded,at,elapsed_s,metric,unit,higher_is_better,value"
+            "run_id,target,workload,rep,discarded,at,elapsed_s,metric,unit,higher_is_better,value,step,instances,instance,stressor"
         )
     );
     // (2 targets × 2 workloads − 1 DNR) × 3 reps × 2 metrics.

@@ -12,8 +12,7 @@ use crate::error::user;
 use crate::results::{RunRecord, SampleRecord};
 
 /// Header of `samples.csv`.
-pub const CSV_HEADER: &str =
-    "run_id,target,workload,rep,discarded,at,elapsed_s,metric,unit,higher_is_better,value";
+pub const CSV_HEADER: &str = "run_id,target,workload,rep,discarded,at,elapsed_s,metric,unit,higher_is_better,value,step,instances,instance,stressor";
 
 /// An open run directory.
 pub struct RunDir {
@@ -47,6 +46,10 @@ pub fn csv_rows(run_id: &str, s: &SampleRecord) -> String {
                 csv_field(&m.unit),
                 m.higher_is_better.to_string(),
                 format!("{}", m.value),
+                s.step.as_str().to_string(),
+                s.instances.map_or(String::new(), |n| n.to_string()),
+                s.instance.map_or(String::new(), |n| n.to_string()),
+                csv_field(s.stressor.as_deref().unwrap_or("")),
             ]
             .join(","),
         );
@@ -129,7 +132,7 @@ mod tests {
         };
         assert_eq!(
             csv_rows("r1", &s),
-            "r1,native,w,2,false,t,1.5,throughput,MB/s,true,10\nr1,native,w,2,false,t,1.5,time,s,false,0.5\n"
+            "r1,native,w,2,false,t,1.5,throughput,MB/s,true,10,overhead,,,\nr1,native,w,2,false,t,1.5,time,s,false,0.5,overhead,,,\n"
         );
     }
 }
