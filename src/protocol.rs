@@ -172,7 +172,7 @@ pub fn encode<T: Serialize>(msg: &T) -> String {
 }
 
 /// Write one message and flush.
-pub fn send<T: Serialize>(out: &mut impl Write, msg: &T) -> io::Result<()> {
+pub fn send<T: Serialize>(out: &mut (impl Write + ?Sized), msg: &T) -> io::Result<()> {
     let mut line = encode(msg);
     line.push('\n');
     out.write_all(line.as_bytes())?;

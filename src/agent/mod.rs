@@ -79,9 +79,15 @@ fn serve_loop(
                 peer,
                 barrier,
             } => {
-                if barrier && !wait_at_barrier(&mut lines, &mut out, id)? {
-                    return Ok(());
-                }
+                // With a barrier, everything but the measurement itself is done
+                // before `ready`, so that `go` releases straight into the workload.
+                let mut at_barrier = |out: &mut dyn Write| -> io::Result<bool> {
+                    if barrier {
+                        wait_at_barrier(&mut lines, out, id)
+                    } else {
+                        Ok(true)
+                    }
+                };
                 let answer = run_workload(
                     &mut out,
                     scratch_root,
@@ -91,8 +97,13 @@ fn serve_loop(
                     duration,
                     preset,
                     peer.as_deref(),
+                    &mut at_barrier,
                 )?;
-                protocol::send(&mut out, &answer)?;
+                match answer {
+                    Some(a) => protocol::send(&mut out, &a)?,
+                    // Shut down while waiting at the barrier.
+                    None => return Ok(()),
+                }
             }
             Request::StartStressor {
                 id,
@@ -127,7 +138,7 @@ fn serve_loop(
 /// error; `shutdown` (or end of input) ends the agent: returns `false`.
 fn wait_at_barrier(
     lines: &mut impl Iterator<Item = io::Result<String>>,
-    out: &mut impl Write,
+    out: &mut dyn Write,
     id: u64,
 ) -> io::Result<bool> {
     protocol::send(out, &Response::Ready { id })?;
@@ -177,42 +188,43 @@ fn run_workload(
     duration: Option<Dur>,
     preset: Preset,
     peer: Option<&str>,
-) -> io::Result<Response> {
+    at_barrier: &mut dyn FnMut(&mut dyn Write) -> io::Result<bool>,
+) -> io::Result<Option<Response>> {
     let error = |kind: &str, message: String| Response::Error {
         id: Some(id),
         kind: kind.into(),
         message,
     };
     let Some(w) = workloads::find(name) else {
-        return Ok(error(
+        return Ok(Some(error(
             "unknown_workload",
             format!(
                 "unknown workload {name:?} (known: {})",
                 workloads::names().join(", ")
             ),
-        ));
+        )));
     };
     if let Err(why) = (w.available)() {
-        return Ok(error("unavailable", format!("{name}: {why}")));
+        return Ok(Some(error("unavailable", format!("{name}: {why}"))));
     }
     let peer: Option<SocketAddr> = match peer {
         None => None,
         Some(p) => match p.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => Some(a),
             _ => {
-                return Ok(error(
+                return Ok(Some(error(
                     "bad_request",
                     format!("peer address {p:?} does not resolve"),
-                ))
+                )))
             }
         },
     };
     let scratch = scratch_dir(scratch_root, name, id);
     if let Err(e) = std::fs::create_dir_all(&scratch) {
-        return Ok(error(
+        return Ok(Some(error(
             "io",
             format!("creating scratch directory {}: {e}", scratch.display()),
-        ));
+        )));
     }
     let duration = params
         .duration
@@ -220,6 +232,10 @@ fn run_workload(
         .map(Dur::get)
         .unwrap_or(DEFAULT_DURATION);
     // Progress goes out through a RefCell so the workload's `Fn` callback can write.
+    if !at_barrier(&mut *out)? {
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Ok(None);
+    }
     let out_cell = std::cell::RefCell::new(out);
     let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
     let progress = |fraction: f64, message: &str| {
@@ -254,7 +270,7 @@ fn run_workload(
     let result = (w.run)(&ctx);
     let elapsed_s = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(match result {
+    Ok(Some(match result {
         Ok(o) => Response::Sample {
             id,
             workload: name.into(),
@@ -264,7 +280,7 @@ fn run_workload(
             started_at,
         },
         Err(e) => error(e.kind(), format!("{name}: {e}")),
-    })
+    }))
 }
 
 fn scratch_dir(root: &Path, name: &str, id: u64) -> PathBuf {
