@@ -8,7 +8,7 @@
 //! buffers are left to the kernel's autotuning, as iperf3 does.
 //!
 //! Parameters read: `net-stream` and `net-maerts`: `block-size` (bytes per write,
-//! default 128 KiB as iperf3); `net-sendfile`: `size` (the file, default 64 MiB,
+//! default 512 KiB, four times iperf3's, so the generator is not the limit); `net-sendfile`: `size` (the file, default 64 MiB,
 //! resent from its start whenever it is used up) and `block-size` (bytes per
 //! sendfile(2) call, default 1 MiB); `net-rr`: none — its pinning comes from
 //! [`RR_PIN_ENV`] and is recorded in the notes. All run for the context's duration.
@@ -31,7 +31,7 @@ pub static NET_STREAM: Workload = Workload {
     unit: "Mbit/s",
     higher_is_better: true,
     needs_peer: true,
-    description: "one TCP connection sending block-size writes (128 KiB) to the peer for the duration; throughput at the receiver",
+    description: "one TCP connection sending block-size writes (512 KiB) to the peer for the duration; throughput at the receiver",
     available: super::always,
     run: run_stream,
 };
@@ -45,7 +45,7 @@ pub static NET_MAERTS: Workload = Workload {
     unit: "Mbit/s",
     higher_is_better: true,
     needs_peer: true,
-    description: "the peer sends block-size writes (128 KiB) for the duration; throughput at the client (receiver)",
+    description: "the peer sends block-size writes (512 KiB) for the duration; throughput at the client (receiver)",
     available: super::always,
     run: run_maerts,
 };
