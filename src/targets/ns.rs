@@ -64,10 +64,11 @@ impl Driver for Ns {
                 pids: cgroup::PIDS_MAX,
             },
         )?;
-        let pair = rtnl::veth_pair(&mut guard, &env.tag, env.index)?;
-        let peer = match env.peer {
-            None => None,
+        // A veth pair and a peer only when the run has network workloads.
+        let (target_ns, peer) = match env.peer {
+            None => (rtnl::lone_netns(&mut guard, &env.tag)?, None),
             Some(_) => {
+                let pair = rtnl::veth_pair(&mut guard, &env.tag, env.index)?;
                 let p = PeerProcess::start(
                     env.exe,
                     &format!("{}:0", pair.peer_ip),
@@ -77,7 +78,7 @@ impl Driver for Ns {
                 guard.ledger().record_process(p.pid())?;
                 let addr = p.addr.to_string();
                 guard.hold(p);
-                Some(addr)
+                (pair.target_ns, Some(addr))
             }
         };
 
@@ -92,7 +93,7 @@ impl Driver for Ns {
             .stderr(Stdio::from(log));
         crate::sys::die_with_parent(&mut cmd);
         let procs = cg.procs_files()?;
-        let net = rtnl::open_netns(&pair.target_ns)?;
+        let net = rtnl::open_netns(&target_ns)?;
         {
             use std::os::unix::process::CommandExt;
             // SAFETY: runs between fork and exec in a single-threaded child; it only
