@@ -16,14 +16,16 @@ if [ ! -x "$VIRTMARK" ]; then
 fi
 VIRTMARK=$(readlink -f "$VIRTMARK")
 work=$(mktemp -d /tmp/virtmark-bench-lxc.XXXXXX)
+# The bare containers leave their cgroup parents behind, like the driver's (which
+# records them in its ledger): remove them, leaves first.
+remove_cgroups() {
+  [ -n "${1:-}" ] || return 0
+  find /sys/fs/cgroup -depth -type d -name "$1" 2>/dev/null | while read -r d; do
+    find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
 cleanup() {
-  # The bare containers leave their cgroup parents behind, like the driver's
-  # (which records them): remove them, leaves first.
-  if [ -n "${cgdir:-}" ]; then
-    find /sys/fs/cgroup -depth -type d -name "$cgdir" 2>/dev/null | while read -r d; do
-      find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
-    done
-  fi
+  [ -f "$work/bare.conf" ] && remove_cgroups "$(awk -F' = ' '$1=="lxc.cgroup.dir"{print $2}' "$work/bare.conf")"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,6 +55,7 @@ bare_once() {
   env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin lxc-execute -P "$lxcpath" -n virtmark-bench \
     -f "$work/bare.conf" -- /virtmark --version >/dev/null 2>>"$work/bare.err"
   t1=$(date +%s%N)
+  remove_cgroups "$(awk -F' = ' '$1=="lxc.cgroup.dir"{print $2}' "$work/bare.conf")" >&2
   echo "scale=3; ($t1 - $t0) / 1000000" | bc
 }
 
@@ -63,7 +66,6 @@ command -v bc >/dev/null || { echo "# bc missing"; exit 1; }
 vm=()
 bare=()
 virtmark_once warm >/dev/null # page cache, and the configuration to compare with
-cgdir=$(awk -F' = ' '$1=="lxc.cgroup.dir"{print $2}' "$work/lxc.conf")
 bare_once >/dev/null
 for i in $(seq "$RUNS"); do
   vm+=("$(virtmark_once "$i")")

@@ -57,7 +57,10 @@ pub fn render(run: &RunRecord) -> String {
                         .find(|f| f.target == *t && f.workload == w)
                         .map(|f| format!("{}: {}", f.kind, f.message))
                         .unwrap_or_else(|| "no sample".into());
-                    format!("DNR\n{why}")
+                    // The whole reason is in results.json and the report.
+                    let short: String = why.chars().take(48).collect();
+                    let more = if why.chars().count() > 48 { "…" } else { "" };
+                    format!("DNR\n{short}{more}")
                 }
             };
             row.push(Cell::new(text).set_alignment(CellAlignment::Left));
