@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{results_json, Sandbox};
+use common::{alive, created, results_json, Sandbox};
 use virtmark::targets::ledger::Resource;
 
 fn skip_reason() -> Option<String> {
@@ -26,25 +26,6 @@ fn skip_reason() -> Option<String> {
         return Some("lxc-execute is not installed (Debian package lxc)".into());
     }
     None
-}
-
-/// Every resource a ledger recorded as created.
-/// Whether the process still runs (a zombie has ended; pid 1 reaps it).
-fn alive(pid: i32, start_time: u64) -> bool {
-    virtmark::targets::ledger::process_start_time(pid) == Some(start_time)
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-}
-
-fn created(ledger: &Path) -> Vec<Resource> {
-    let text = std::fs::read_to_string(ledger).expect("ledger");
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["op"] == "create")
-        .filter_map(|v| serde_json::from_value::<Resource>(v).ok())
-        .collect()
 }
 
 /// Assert that nothing a ledger recorded still exists.

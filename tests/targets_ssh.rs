@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{results_json, Sandbox};
+use common::{alive, created, results_json, Sandbox};
 use virtmark::targets::ledger::Resource;
 
 /// An sshd on 127.0.0.1, killed on drop.
@@ -116,24 +116,6 @@ fn start_sshd() -> Result<Sshd, String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(s)
-}
-
-/// Whether the process still runs (a zombie has ended; pid 1 reaps it).
-fn alive(pid: i32, start_time: u64) -> bool {
-    virtmark::targets::ledger::process_start_time(pid) == Some(start_time)
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-}
-
-fn created(ledger: &Path) -> Vec<Resource> {
-    let text = std::fs::read_to_string(ledger).expect("ledger");
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["op"] == "create")
-        .filter_map(|v| serde_json::from_value::<Resource>(v).ok())
-        .collect()
 }
 
 fn assert_local_gone(ledger: &Path) {

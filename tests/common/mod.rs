@@ -123,3 +123,22 @@ pub fn assert_nothing_left(run_id: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Whether the process still runs (a zombie has ended; pid 1 reaps it).
+pub fn alive(pid: i32, start_time: u64) -> bool {
+    virtmark::targets::ledger::process_start_time(pid) == Some(start_time)
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+}
+
+/// Every resource a ledger recorded as created.
+pub fn created(ledger: &Path) -> Vec<virtmark::targets::ledger::Resource> {
+    let text = std::fs::read_to_string(ledger).expect("ledger");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["op"] == "create")
+        .filter_map(|v| serde_json::from_value::<virtmark::targets::ledger::Resource>(v).ok())
+        .collect()
+}
