@@ -253,6 +253,9 @@ fn detect_inside_uml_says_uml_and_agrees_with_virt_what() {
             "con=null",
             "con0=fd:0,fd:1",
         ])
+        // UML's pid and mconsole files go to the temporary directory, not ~/.uml.
+        .arg(format!("uml_dir={}", dir.path().display()))
+        .arg("umid=virtmark-detect-test")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("linux runs");
