@@ -233,6 +233,19 @@ impl Guard {
         create()
     }
 
+    /// Record a directory, then create it (with its parents); removed at teardown.
+    pub fn create_dir(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.create(
+            Resource::Dir {
+                path: path.to_path_buf(),
+            },
+            || {
+                std::fs::create_dir_all(path)
+                    .map_err(|e| anyhow::anyhow!("creating directory {}: {e}", path.display()))
+            },
+        )
+    }
+
     /// Take ownership of a spawned child (recorded in the ledger at once).
     pub fn adopt(&mut self, child: Child) -> anyhow::Result<()> {
         let res = self.ledger.record_process(child.id())?;

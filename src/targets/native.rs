@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-use super::ledger::Resource;
 use super::{Driver, Guard, Instance, StartEnv};
 
 /// The native driver.
@@ -23,16 +22,7 @@ impl Driver for Native {
 
     fn start(&self, env: &StartEnv) -> anyhow::Result<Instance> {
         let mut guard = Guard::new(env.ledger.clone());
-        guard.create(
-            Resource::Dir {
-                path: env.scratch.clone(),
-            },
-            || {
-                std::fs::create_dir_all(&env.scratch).with_context(|| {
-                    format!("creating scratch directory {}", env.scratch.display())
-                })
-            },
-        )?;
+        guard.create_dir(&env.scratch)?;
         let log = File::create(&env.log)
             .with_context(|| format!("creating agent log {}", env.log.display()))?;
         let mut cmd = Command::new(env.exe);

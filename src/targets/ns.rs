@@ -19,7 +19,6 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 
 use super::cgroup::{self, Limits};
-use super::ledger::Resource;
 use super::peer::PeerProcess;
 use super::{netns, rtnl, Driver, Guard, Instance, StartEnv};
 
@@ -45,16 +44,7 @@ impl Driver for Ns {
 
     fn start(&self, env: &StartEnv) -> anyhow::Result<Instance> {
         let mut guard = Guard::new(env.ledger.clone());
-        guard.create(
-            Resource::Dir {
-                path: env.scratch.clone(),
-            },
-            || {
-                std::fs::create_dir_all(&env.scratch).with_context(|| {
-                    format!("creating scratch directory {}", env.scratch.display())
-                })
-            },
-        )?;
+        guard.create_dir(&env.scratch)?;
         let cg = cgroup::create(
             &mut guard,
             &env.tag,

@@ -194,15 +194,7 @@ pub fn prepare(
     hostname: &str,
     flavor: &SpecFlavor,
 ) -> Result<Bundle> {
-    guard.create(
-        Resource::Dir {
-            path: env.scratch.clone(),
-        },
-        || {
-            std::fs::create_dir_all(&env.scratch)
-                .with_context(|| format!("creating {}", env.scratch.display()))
-        },
-    )?;
+    guard.create_dir(&env.scratch)?;
     let base = std::fs::canonicalize(&env.scratch)
         .with_context(|| format!("resolving {}", env.scratch.display()))?;
     let dir = base.join("bundle");

@@ -106,9 +106,7 @@ impl Driver for Uml {
         let mut guard = Guard::new(env.ledger.clone());
         guard.set_grace(Duration::from_secs(2));
         let dir = env.scratch.clone();
-        guard.create(Resource::Dir { path: dir.clone() }, || {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))
-        })?;
+        guard.create_dir(&dir)?;
         let root = dir.join("root");
         let mut phases = Phases::new();
         build_root(env.exe, &root)?;
