@@ -4,7 +4,9 @@
 //! /proc and a private scratch directory on the host's disk.
 //!
 //! Everything is done in-process on the hot path: cgroups by mkdir/write, the
-//! namespaces and veth by rtnetlink ([`super::rtnl`]), and the container by
+//! namespaces and veth by rtnetlink ([`super::rtnl`]) when the run has network
+//! workloads (otherwise a fresh network namespace of the child's own, with
+//! loopback up, which nothing outlives), and the container by
 //! `setns`/`unshare` between fork and exec. The pid namespace needs an init
 //! that reaps orphans (the `build` workload runs make and compilers, whose
 //! grandchildren may be re-parented): the agent is not written to be pid 1, so
@@ -54,9 +56,11 @@ impl Driver for Ns {
                 pids: cgroup::PIDS_MAX,
             },
         )?;
-        // A veth pair and a peer only when the run has network workloads.
+        // A veth pair and a peer only when the run has network workloads; without
+        // them the container makes a fresh network namespace of its own between
+        // fork and exec (loopback only), which nothing outlives.
         let (target_ns, peer) = match env.peer {
-            None => (rtnl::lone_netns(&mut guard, &env.tag)?, None),
+            None => (None, None),
             Some(_) => {
                 let pair = rtnl::veth_pair(&mut guard, &env.tag, env.index)?;
                 let p = PeerProcess::start(
@@ -68,7 +72,7 @@ impl Driver for Ns {
                 guard.ledger().record_process(p.pid())?;
                 let addr = p.addr.to_string();
                 guard.hold(p);
-                (pair.target_ns, Some(addr))
+                (Some(pair.target_ns), Some(addr))
             }
         };
 
@@ -83,17 +87,17 @@ impl Driver for Ns {
             .stderr(Stdio::from(log));
         crate::sys::die_with_parent(&mut cmd);
         let procs = cg.procs_files()?;
-        let net = rtnl::open_netns(&target_ns)?;
+        let net = target_ns.as_deref().map(rtnl::open_netns).transpose()?;
         {
             use std::os::unix::process::CommandExt;
             // SAFETY: runs between fork and exec in a single-threaded child; it only
-            // makes system calls (write, setns, unshare, mount, sethostname, fork,
-            // waitpid, close_range, prctl, _exit) on data prepared before the fork
+            // makes system calls (write, setns, unshare, socket, ioctl, mount,
+            // sethostname, fork, waitpid, close_range, prctl, _exit) on data prepared before the fork
             // and allocates nothing.
             unsafe {
                 cmd.pre_exec(move || {
                     cgroup::join_all(&procs)?;
-                    enter_container(net.as_raw_fd())
+                    enter_container(net.as_ref().map(|f| f.as_raw_fd()))
                 });
             }
         }
@@ -160,17 +164,51 @@ fn close_all_fds() {
     }
 }
 
-/// Between fork and exec: join the target's network namespace, make the other
-/// namespaces, and fork into init (pid 1) and agent. Returns only in the agent.
-fn enter_container(netns_fd: nix::libc::c_int) -> std::io::Result<()> {
+/// Bring the loopback interface of the current network namespace up with
+/// `SIOCSIFFLAGS` (async-signal-safe: a socket, two ioctls on a stack buffer).
+fn loopback_up() -> std::io::Result<()> {
     use nix::libc;
+    // SAFETY: socket/ioctl/close on a descriptor made here and an `ifreq` on the
+    // stack, zeroed and named "lo"; each result is checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        check(fd)?;
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo") {
+            *d = *s as libc::c_char;
+        }
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Between fork and exec: join the target's network namespace (or make a fresh
+/// one with loopback up when `netns_fd` is `None`), make the other namespaces,
+/// and fork into init (pid 1) and agent. Returns only in the agent.
+fn enter_container(netns_fd: Option<nix::libc::c_int>) -> std::io::Result<()> {
+    use nix::libc;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
     // SAFETY: plain system calls on a descriptor opened before the fork and on
     // static C strings; each result is checked.
     unsafe {
-        check(libc::setns(netns_fd, libc::CLONE_NEWNET))?;
-        check(libc::unshare(
-            libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID,
-        ))?;
+        match netns_fd {
+            Some(fd) => check(libc::setns(fd, libc::CLONE_NEWNET))?,
+            None => flags |= libc::CLONE_NEWNET,
+        }
+        check(libc::unshare(flags))?;
+        if netns_fd.is_none() {
+            loopback_up()?;
+        }
         // Private propagation first, so nothing mounted inside reaches the host.
         check(libc::mount(
             std::ptr::null(),

@@ -322,22 +322,6 @@ pub fn veth_pair(guard: &mut Guard, tag: &str, index: u8) -> Result<VethPair> {
     })
 }
 
-/// A target namespace `virtmark-<tag>-t` with only loopback up: the network of a
-/// target whose run has no network workload (no veth, no peer namespace).
-pub fn lone_netns(guard: &mut Guard, tag: &str) -> Result<String> {
-    let name = format!("virtmark-{tag}-t");
-    prepare_netns_dir()?;
-    guard.create(Resource::Netns { name: name.clone() }, || Ok(()))?;
-    let n = name.clone();
-    std::thread::spawn(move || -> Result<()> {
-        new_named_netns(&n)?;
-        Rtnl::open()?.set_up(1)
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the network set-up thread panicked"))??;
-    Ok(name)
-}
-
 /// Open a named network namespace, for `setns`.
 pub fn open_netns(name: &str) -> Result<File> {
     let p = Path::new(NETNS_DIR).join(name);
