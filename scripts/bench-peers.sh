@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked --quiet
-export VIRTMARK="${VIRTMARK:-$PWD/target/release/virtmark}"
+export VIRTMARK="${VIRTMARK:-$PWD/target/x86_64-unknown-linux-gnu/release/virtmark}"
 
 checks=("$@")
 if [ "${#checks[@]}" -eq 0 ]; then

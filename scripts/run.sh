@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked --quiet
-exec target/release/virtmark run "$@"
+exec target/x86_64-unknown-linux-gnu/release/virtmark run "$@"

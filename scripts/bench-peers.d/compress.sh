@@ -4,7 +4,7 @@
 # Both use libbz2 at level 9 in one thread, so throughput and ratio should match.
 set -euo pipefail
 
-VIRTMARK=${VIRTMARK:-target/release/virtmark}
+VIRTMARK=${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}
 REPS=${REPS:-3}
 cd "$(dirname "$0")/../.."
 

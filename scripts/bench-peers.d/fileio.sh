@@ -19,12 +19,12 @@
 # The default size is 1 GiB rather than the quick preset's 256 MiB: a cached 256 MiB
 # read lasts ~60 ms, too short to measure on a busy machine.
 #
-# Environment: VIRTMARK (binary, default target/release/virtmark), RUNS (default 7),
+# Environment: VIRTMARK (binary, default target/x86_64-unknown-linux-gnu/release/virtmark), RUNS (default 7),
 # FILEIO_SIZE (bytes, default 1073741824), FILEIO_DIR (default /var/tmp),
 # FILEIO_DIRECT=1 adds O_DIRECT checks (fio --direct=1).
 set -euo pipefail
 
-VIRTMARK=${VIRTMARK:-target/release/virtmark}
+VIRTMARK=${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}
 RUNS=${RUNS:-7}
 SIZE=${FILEIO_SIZE:-1073741824}
 BS=65536

@@ -7,12 +7,12 @@
 # shared machine other processes only ever lower a figure, so the best is the one
 # least disturbed (the medians are printed as comments).
 #
-# Environment: VIRTMARK (binary, default target/release/virtmark), MEM_ELEMENTS
+# Environment: VIRTMARK (binary, default target/x86_64-unknown-linux-gnu/release/virtmark), MEM_ELEMENTS
 # (f64 elements per array, default 10000000), ROUNDS (default 7).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VIRTMARK="${VIRTMARK:-target/release/virtmark}"
+VIRTMARK="${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}"
 elements="${MEM_ELEMENTS:-10000000}"
 rounds="${ROUNDS:-7}"
 ntimes=40          # C trials per run, about as long as virtmark's 2 s

@@ -11,7 +11,7 @@
 #      NET_RR_PIN (CPU for both RR ends; default: the first CPU we may use).
 set -euo pipefail
 
-VIRTMARK=${VIRTMARK:-target/release/virtmark}
+VIRTMARK=${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}
 SECS=${NET_BENCH_SECS:-2}
 ROUNDS=${NET_BENCH_ROUNDS:-7}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

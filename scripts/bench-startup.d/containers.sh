@@ -8,7 +8,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-VIRTMARK="${VIRTMARK:-target/release/virtmark}"
+VIRTMARK="${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}"
 RUNS="${RUNS:-7}"
 TARGETS="${TARGETS:-ns oci:crun oci:runc gvisor}"
 if [ ! -x "$VIRTMARK" ]; then

@@ -7,7 +7,7 @@
 # (medians of $RUNS runs, default 5). Other lines start with "# ".
 set -euo pipefail
 
-VIRTMARK=${VIRTMARK:-target/release/virtmark}
+VIRTMARK=${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}
 RUNS=${RUNS:-5}
 MEM_MIB=2048
 CPUS=$(nproc)

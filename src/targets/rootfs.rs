@@ -7,9 +7,52 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+/// Whether the ELF executable `exe` names a program interpreter (`PT_INTERP`),
+/// i.e. is dynamically linked. `None` when it is not a 64-bit little-endian ELF.
+pub fn has_interpreter(exe: &Path) -> Result<Option<bool>> {
+    const PT_INTERP: u32 = 3;
+    const HEAD: usize = 64 << 10;
+    use std::io::Read;
+    // The program headers follow the ELF header in any linker's output.
+    let mut data = Vec::with_capacity(HEAD);
+    std::fs::File::open(exe)
+        .and_then(|f| f.take(HEAD as u64).read_to_end(&mut data))
+        .with_context(|| format!("reading {}", exe.display()))?;
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    // ELF magic, ELFCLASS64, ELFDATA2LSB.
+    if data.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return Ok(None);
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return Ok(None);
+    };
+    for i in 0..phnum as usize {
+        match u32_at(phoff as usize + i * phentsize as usize) {
+            Some(PT_INTERP) => return Ok(Some(true)),
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(false))
+}
+
 /// Files the agent binary `exe` needs at run time, as absolute host paths
-/// (the binary first, then its interpreter and libraries).
+/// (the binary first, then its interpreter and libraries). A static binary (as
+/// virtmark is built, see `.cargo/config.toml`) needs nothing else, which is
+/// known without running `ldd` (a few milliseconds of every container start).
 pub fn agent_closure(exe: &Path) -> Result<Vec<PathBuf>> {
+    if has_interpreter(exe)? == Some(false) {
+        return Ok(vec![exe.to_path_buf()]);
+    }
     let out = Command::new("ldd")
         .arg(exe)
         .output()
@@ -63,6 +106,7 @@ pub fn copy_into(root: &Path, files: &[PathBuf]) -> Result<()> {
 /// Returns the agent's path inside the root (`/virtmark`).
 pub fn build_agent_root(exe: &Path, root: &Path) -> Result<PathBuf> {
     let files = agent_closure(exe)?;
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     copy_into(root, &files[1..])?;
     std::fs::copy(exe, root.join("virtmark"))
         .with_context(|| format!("copying the agent into {}", root.display()))?;
@@ -78,21 +122,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_agent_closure_names_libc_and_the_interpreter() {
-        let exe = std::env::current_exe().unwrap();
-        let files = agent_closure(&exe).unwrap();
+    fn a_dynamic_binary_needs_libc_and_the_interpreter() {
+        let exe = Path::new("/bin/true");
+        assert_eq!(has_interpreter(exe).unwrap(), Some(true));
+        let files = agent_closure(exe).unwrap();
         assert_eq!(files[0], exe);
-        assert!(
-            files
-                .iter()
-                .any(|f| f.to_string_lossy().contains("libc.so")),
-            "{files:?}"
-        );
-        assert!(
-            files
-                .iter()
-                .any(|f| f.to_string_lossy().contains("ld-linux")),
-            "{files:?}"
-        );
+        for lib in ["libc.so", "ld-linux"] {
+            assert!(
+                files.iter().any(|f| f.to_string_lossy().contains(lib)),
+                "{lib} missing from {files:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn virtmark_is_static_and_needs_nothing_else() {
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(has_interpreter(&exe).unwrap(), Some(false));
+        assert_eq!(agent_closure(&exe).unwrap(), vec![exe]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_elf_is_not_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("script");
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        assert_eq!(has_interpreter(&f).unwrap(), None);
     }
 }

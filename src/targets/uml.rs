@@ -202,6 +202,7 @@ impl Driver for Uml {
 /// copied), its libraries, and the directories the guest init mounts on.
 fn build_root(exe: &Path, root: &Path) -> Result<()> {
     let files = super::rootfs::agent_closure(exe)?;
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     super::rootfs::copy_into(root, &files[1..])?;
     let dst = root.join("virtmark");
     if std::fs::hard_link(exe, &dst).is_err() {
