@@ -1,7 +1,7 @@
 //! `oci:crun`, `oci:runc`: an OCI runtime runs a bundle virtmark generates — a
 //! read-only root file system holding the agent and its libraries, and a
 //! `config.json` whose network namespace is virtmark's target namespace (joined to
-//! the peer's by a veth pair), with CPU, cpuset, memory and task limits, and the
+//! the peer's by a veth pair; a fresh one when the run has no network workload), with CPU, cpuset, memory and task limits, and the
 //! instance's host scratch directory bound at `/scratch`. The runtime runs in the
 //! foreground (`<runtime> --root STATE run --bundle DIR ID`) with the agent's
 //! stdio passed through (terminal false). The bundle code is shared with gVisor.
@@ -206,10 +206,17 @@ pub fn prepare(
     }
     link_agent_root(env.exe, &rootfs_dir)?;
 
-    let pair = rtnl::veth_pair(guard, &env.tag, env.index)?;
-    let peer = match env.peer {
-        None => None,
-        Some(_) => {
+    // Without network workloads crun and runc make the container a fresh network
+    // namespace (loopback up), which dies with it; gVisor's host network mode
+    // always joins one of virtmark's namespaces.
+    let fresh_net = env.peer.is_none() && matches!(flavor, SpecFlavor::Oci);
+    let pair = if fresh_net {
+        None
+    } else {
+        Some(rtnl::veth_pair(guard, &env.tag, env.index)?)
+    };
+    let peer = match (env.peer, &pair) {
+        (Some(_), Some(pair)) => {
             let p = PeerProcess::start(
                 env.exe,
                 &format!("{}:0", pair.peer_ip),
@@ -221,6 +228,7 @@ pub fn prepare(
             guard.hold(p);
             Some(addr)
         }
+        _ => None,
     };
 
     let id = format!("virtmark-{}", env.tag);
@@ -239,7 +247,10 @@ pub fn prepare(
     let spec = spec(&SpecInput {
         rootfs: &rootfs_dir,
         scratch: &data,
-        netns: &PathBuf::from("/run/netns").join(&pair.target_ns),
+        netns: pair
+            .as_ref()
+            .map(|p| PathBuf::from("/run/netns").join(&p.target_ns))
+            .as_deref(),
         cgroups_path: &id,
         hostname,
         limits,
@@ -352,8 +363,8 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     /// Host directory bound at `/scratch`.
     pub scratch: &'a Path,
-    /// The target's network namespace.
-    pub netns: &'a Path,
+    /// The target's network namespace; `None`: a fresh one made by the runtime.
+    pub netns: Option<&'a Path>,
     /// cgroups path, relative to the runtime's own cgroup.
     pub cgroups_path: &'a str,
     /// Host name.
@@ -400,7 +411,10 @@ pub fn spec(i: &SpecInput) -> Value {
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
-        json!({"type": "network", "path": i.netns}),
+        match i.netns {
+            Some(path) => json!({"type": "network", "path": path}),
+            None => json!({"type": "network"}),
+        },
     ];
     let mut linux = json!({
         "cgroupsPath": i.cgroups_path,
@@ -474,7 +488,7 @@ mod tests {
         let s = spec(&SpecInput {
             rootfs: Path::new("/tmp/b/rootfs"),
             scratch: Path::new("/tmp/b/data"),
-            netns: Path::new("/run/netns/virtmark-x-t"),
+            netns: Some(Path::new("/run/netns/virtmark-x-t")),
             cgroups_path: "virtmark-x",
             hostname: "h",
             limits: Limits {
