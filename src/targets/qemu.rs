@@ -409,12 +409,10 @@ impl Driver for Qemu {
         let dir = env.scratch.clone();
         guard.create_dir(&dir)?;
         let mut phases = Phases::new();
-        let initrd = dir.join("initramfs.cpio");
-        initramfs::build(
+        let initrd = initramfs::cached(
             env.exe,
             &initramfs::module_root_for(&k),
             initramfs::VIRTIO_MODULES,
-            &initrd,
         )?;
         let image = dir.join("scratch.img");
         phases.mark("initramfs");
