@@ -190,6 +190,23 @@ fn qemu_tcg_runs_dd_zero_and_leaves_nothing() {
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
+#[test]
+fn debians_cloud_kernel_comes_out_of_its_bzimage_with_a_pvh_entry() {
+    let Ok(kernel) = virtmark::targets::qemu::kernel() else {
+        eprintln!("skipping: no guest kernel");
+        return;
+    };
+    let vmlinux = virtmark::targets::pvh::vmlinux(&kernel)
+        .unwrap()
+        .unwrap_or_else(|why| panic!("{}: {why}", kernel.display()));
+    let elf = std::fs::read(&vmlinux).unwrap();
+    assert!(virtmark::targets::pvh::has_pvh_entry(&elf));
+    // Much larger than the compressed image; the second call is the cached file.
+    assert!(elf.len() as u64 > 2 * std::fs::metadata(&kernel).unwrap().len());
+    let again = virtmark::targets::pvh::vmlinux(&kernel).unwrap().unwrap();
+    assert_eq!(again, vmlinux);
+}
+
 /// Start a long run, SIGKILL virtmark once the VM serves, then `virtmark cleanup`.
 fn kill_then_cleanup(target: &str, tag: &str) {
     let sb = Sandbox::new();

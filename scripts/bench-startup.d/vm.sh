@@ -77,7 +77,7 @@ bare_qemu_ms() {
     # shellcheck disable=SC2086
     qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
       -accel tcg,thread=multi -cpu max -smp "$CPUS" -m ${MEM_MIB}M $extra \
-      -kernel "$KERNEL" -initrd "$work/bare.cpio" -serial null \
+      -kernel "${BOOT_KERNEL:-$KERNEL}" -initrd "$work/bare.cpio" -serial null \
       -append "console=ttyS0 reboot=t panic=-1 quiet rdinit=/busybox -- poweroff -f" \
       </dev/null >/dev/null 2>&1
     t1=$(now_ms)
@@ -105,6 +105,12 @@ if command -v qemu-system-x86_64 >/dev/null && [ -n "$KERNEL" ]; then
   b=$(bare_qemu_ms)
   bq=$(bare_qemu_ms "-bios /usr/share/qemu/qboot.rom")
   echo "# qemu:tcg: bare boot with qboot firmware (as virtmark uses): ${bq} ms"
+  # The uncompressed kernel virtmark boots through PVH (made by the runs above).
+  pvh=$(ls -t "${VIRTMARK_CACHE:-$HOME/.cache/virtmark}"/vmlinux-*.elf 2>/dev/null | head -1 || true)
+  if [ -n "$pvh" ]; then
+    bp=$(BOOT_KERNEL=$pvh bare_qemu_ms "-bios /usr/share/qemu/qboot.rom")
+    echo "# qemu:tcg: bare PVH boot of that vmlinux with qboot (as virtmark boots): ${bp} ms"
+  fi
   report qemu:tcg "$v" "$b" 2500
 else
   echo "# qemu:tcg: qemu-system-x86_64 or the cloud kernel is missing"

@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -313,87 +312,18 @@ pub fn strip_module_signature(ko: &[u8]) -> &[u8] {
     }
 }
 
-/// Where built initramfs images are kept between runs: `$VIRTMARK_CACHE`, else
-/// `virtmark/` in the user's cache directory (`~/.cache`), else the temp dir.
-pub fn cache_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("VIRTMARK_CACHE") {
-        return PathBuf::from(p);
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("virtmark")
-}
-
-/// How long an image for another agent binary or kernel is kept in the cache.
-const CACHE_KEEP: Duration = Duration::from_secs(24 * 3600);
-
-/// The guest initramfs for the agent `exe` and `modules` of `module_root`, built
-/// by [`build`] the first time and then taken from [`cache_dir`]: a VM image is
-/// made once, like a container image is pulled once, and building it (stripping
-/// the agent, reading the modules, writing ~10 MB) would otherwise fall inside
-/// every VM's start-up time. The name is a hash of everything the image is made
-/// from (the binary's path, size and modification time, the kernel's
-/// `modules.dep`, the module list), so a new build or kernel gets a new image;
-/// images unused for a day are removed when a new one is made.
+/// The guest initramfs for the agent `exe` and `modules` of `module_root`, made
+/// by [`build`] once and then taken from virtmark's [`cache`](super::cache)
+/// (stripping the agent, reading the modules and writing ~10 MB would otherwise
+/// fall inside every VM's start-up time).
 pub fn cached(exe: &Path, module_root: &Path, modules: &[&str]) -> Result<PathBuf> {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    // Bump when the image's layout changes.
-    1u32.hash(&mut h);
-    let exe = std::fs::canonicalize(exe).with_context(|| format!("resolving {}", exe.display()))?;
-    for p in [exe.clone(), module_root.join("modules.dep")] {
-        let m = std::fs::metadata(&p).with_context(|| format!("reading {}", p.display()))?;
-        (p, m.len(), m.mtime(), m.mtime_nsec(), m.ino()).hash(&mut h);
-    }
-    modules.hash(&mut h);
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("initramfs-{:016x}.cpio", h.finish()));
-    if path.is_file() {
-        // Touched, so that other runs see it in use.
-        let _ = File::options()
-            .append(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-        return Ok(path);
-    }
-    // Built aside and renamed into place: a concurrent start never sees half an image.
-    let tmp = dir.join(format!(
-        ".initramfs-{}-{:x}.tmp",
-        std::process::id(),
-        h.finish()
-    ));
-    let built = build(&exe, module_root, modules, &tmp);
-    if let Err(e) = built {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("moving {} into place", path.display()))?;
-    prune(&dir, &path);
-    Ok(path)
-}
-
-/// Remove cached images other than `keep` not used for [`CACHE_KEEP`].
-fn prune(dir: &Path, keep: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with("initramfs-") && name.ends_with(".cpio");
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > CACHE_KEEP);
-        if ours && old && p != keep {
-            let _ = std::fs::remove_file(&p);
-        }
-    }
+    let key = super::cache::Key::new(1)
+        .file(exe)?
+        .file(&module_root.join("modules.dep"))?
+        .with(modules);
+    super::cache::entry("initramfs", "cpio", key, |dst| {
+        build(exe, module_root, modules, dst).map(|_| ())
+    })
 }
 
 /// The kernel modules directory for a kernel image `/boot/vmlinuz-<v>`.

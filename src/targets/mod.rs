@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ledger::{Ledger, Resource};
 
+pub mod cache;
 pub mod cgroup;
 pub mod guest_init;
 mod gvisor;
@@ -22,6 +23,7 @@ pub mod netns;
 mod ns;
 mod oci;
 pub mod peer;
+pub mod pvh;
 pub mod qemu;
 pub mod rootfs;
 pub mod rtnl;
