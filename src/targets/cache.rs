@@ -77,7 +77,7 @@ fn entry_in(
     key: Key,
     build: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let k = key.0.finish();
     let path = dir.join(format!("{prefix}-{k:016x}.{ext}"));
     if path.is_file() {
