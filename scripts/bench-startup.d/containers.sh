@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start-up time of the container targets (ns, oci:crun, oci:runc, gvisor):
 # virtmark's "start target → agent answers hello" (startup_s in results.json,
-# median of RUNS runs of `virtmark run -w dd-zero`) against the bare tool doing
+# median of RUNS runs of `virtmark run -w dd-zero`, each followed by a run of the
+# bare tool, so that both see the same drift of the machine) against the bare tool doing
 # the same: `unshare --pid --mount --uts --ipc --net --fork true`, `crun run` /
 # `runc run` of a busybox `true` bundle, `runsc do true`.
 # Prints: STARTUP <target> virtmark_ms=<v> bare_ms=<v> ratio=<v> goal_ms=<g>
@@ -39,23 +40,14 @@ def timed(cmd, **kw):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
     return (time.perf_counter() - t) * 1000
 
-def median_of(f):
-    f()  # warm-up
-    return statistics.median(f() for _ in range(runs))
-
-def virtmark_startup(target):
-    vals = []
-    for i in range(runs + 1):
-        out = os.path.join(work, f"out-{target.replace(':', '_')}-{i}")
-        subprocess.run([exe, "run", "-t", target, "-w", "dd-zero", "--reps", "2",
-                        "--duration", "50ms", "--out", out], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        r = json.load(open(glob.glob(os.path.join(out, "*", "results.json"))[0]))
-        if i > 0:  # the first run warms caches
-            vals.append(r["targets"][0]["startup_s"] * 1000)
-        shutil.rmtree(out)
-    print(f"# {target}: virtmark startup_ms runs: {' '.join(f'{v:.1f}' for v in vals)}")
-    return statistics.median(vals)
+def virtmark_once(target, i):
+    out = os.path.join(work, f"out-{target.replace(':', '_')}-{i}")
+    subprocess.run([exe, "run", "-t", target, "-w", "dd-zero", "--reps", "2",
+                    "--duration", "50ms", "--out", out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = json.load(open(glob.glob(os.path.join(out, "*", "results.json"))[0]))
+    shutil.rmtree(out)
+    return r["targets"][0]["startup_s"] * 1000
 
 def bundle(name):
     b = os.path.join(work, name)
@@ -72,46 +64,69 @@ def bundle(name):
     json.dump(spec, open(os.path.join(b, "config.json"), "w"))
     return b
 
-def bare(target):
+# crun refuses the hybrid cgroup layout: its bare runs happen in a helper process
+# living in a mount namespace where the v2 tree is hidden (as virtmark runs crun),
+# which times one `crun run` per line it reads.
+CRUN_HELPER = """
+import subprocess, sys, time, os
+if os.path.ismount('/sys/fs/cgroup/unified'):
+    subprocess.run(['mount', '--make-rprivate', '/'], check=True)
+    subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', '/sys/fs/cgroup/unified'], check=True)
+state, bundle = sys.argv[1], sys.argv[2]
+for n, _ in enumerate(sys.stdin):
+    t = time.perf_counter()
+    subprocess.run(['crun', '--root', state, 'run', '--bundle', bundle, 'bare%d' % n],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print((time.perf_counter() - t) * 1000, flush=True)
+"""
+
+def bare_runner(target):
+    """A function timing one run of the bare tool doing the same as `target`."""
     if target == "ns":
-        return median_of(lambda: timed(["unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "true"]))
+        return lambda: timed(["unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "true"])
     if target == "oci:runc":
         b = bundle("bare-runc")
         n = iter(range(10**6))
-        return median_of(lambda: timed(["runc", "--root", os.path.join(work, "runc-state"), "run",
-                                        "--bundle", b, f"bare{next(n)}"]))
+        return lambda: timed(["runc", "--root", os.path.join(work, "runc-state"), "run",
+                              "--bundle", b, f"bare{next(n)}"])
     if target == "oci:crun":
         b = bundle("bare-crun")
-        # crun refuses the hybrid cgroup layout: time it inside a mount namespace
-        # where the v2 tree is hidden (as virtmark runs it).
-        script = f"""
-import subprocess, time, statistics, os
-hybrid = os.path.ismount('/sys/fs/cgroup/unified')
-if hybrid:
-    subprocess.run(['mount', '--make-rprivate', '/'], check=True)
-    subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', '/sys/fs/cgroup/unified'], check=True)
-v = []
-for i in range({runs} + 1):
-    t = time.perf_counter()
-    subprocess.run(['crun', '--root', '{work}/crun-state', 'run', '--bundle', '{b}', 'bare%d' % i],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    v.append((time.perf_counter() - t) * 1000)
-print(statistics.median(v[1:]))
-"""
-        out = subprocess.run(["unshare", "--mount", "python3", "-c", script], check=True,
-                             capture_output=True, text=True).stdout
-        return float(out.strip())
+        helper = subprocess.Popen(["unshare", "--mount", "python3", "-c", CRUN_HELPER,
+                                   os.path.join(work, "crun-state"), b],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        def once():
+            helper.stdin.write("run\n")
+            helper.stdin.flush()
+            return float(helper.stdout.readline())
+        return once
     if target == "gvisor":
-        return median_of(lambda: timed(["runsc", "--root", os.path.join(work, "runsc-state"),
-                                        "--platform=ptrace", "--network=none", "do", "true"]))
+        return lambda: timed(["runsc", "--root", os.path.join(work, "runsc-state"),
+                              "--platform=ptrace", "--network=none", "do", "true"])
     raise SystemExit(f"unknown target {target}")
+
+# virtmark and the bare tool alternate, so that drift of the machine falls on both;
+# each run is followed by a pause, so that the kernel's deferred clean-up of the last
+# one (namespaces, cgroups: RCU callbacks) does not fall on the next; the first pair
+# warms caches and is not counted.
+def settled(f, *a):
+    v = f(*a)
+    time.sleep(0.3)
+    return v
 
 for t in targets:
     try:
-        v = virtmark_startup(t)
-        b = bare(t)
+        bare = bare_runner(t)
+        vs, bs = [], []
+        for i in range(runs + 1):
+            v, b = settled(virtmark_once, t, i), settled(bare)
+            if i > 0:
+                vs.append(v)
+                bs.append(b)
     except subprocess.CalledProcessError as e:
         print(f"# {t}: failed: {e}")
         continue
+    print(f"# {t}: virtmark startup_ms runs: {' '.join(f'{v:.1f}' for v in vs)}")
+    print(f"# {t}: bare ms runs: {' '.join(f'{b:.1f}' for b in bs)}")
+    v, b = statistics.median(vs), statistics.median(bs)
     print(f"STARTUP {t} virtmark_ms={v:.1f} bare_ms={b:.1f} ratio={v / b:.2f} goal_ms={GOAL[t]}")
 PY
