@@ -242,6 +242,16 @@ fn run_sendfile(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
             }
             Ok(n) => sent += n as u64,
             Err(nix::errno::Errno::EINTR) => {}
+            // gVisor's host network mode answers EAGAIN on a full send buffer even
+            // for a blocking socket: wait until it can take more, then go on.
+            Err(nix::errno::Errno::EAGAIN) => {
+                use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLOUT)];
+                match poll(&mut fds, PollTimeout::from(100u8)) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(peer_err(addr, "poll", io::Error::from(e))),
+                }
+            }
             Err(e) => return Err(peer_err(addr, "sendfile", io::Error::from(e))),
         }
     }
