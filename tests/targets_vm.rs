@@ -207,8 +207,9 @@ fn debians_cloud_kernel_comes_out_of_its_bzimage_with_a_pvh_entry() {
     assert_eq!(again, vmlinux);
 }
 
-/// Start a long run, SIGKILL virtmark once the VM serves, then `virtmark cleanup`.
-fn kill_then_cleanup(target: &str, tag: &str) {
+/// Start a long run of `workload`, SIGKILL virtmark once the VM serves, then
+/// `virtmark cleanup`.
+fn kill_then_cleanup(target: &str, workload: &str, tag: &str) {
     let sb = Sandbox::new();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
         .current_dir(sb.path())
@@ -218,7 +219,7 @@ fn kill_then_cleanup(target: &str, tag: &str) {
             "-t",
             target,
             "-w",
-            "dd-zero",
+            workload,
             "--reps",
             "200",
             "--duration",
@@ -277,7 +278,7 @@ fn uml_killed_mid_run_is_cleaned_up() {
         eprintln!("skipping: {why}");
         return;
     }
-    kill_then_cleanup("uml", "uml");
+    kill_then_cleanup("uml", "dd-zero", "uml");
 }
 
 #[test]
@@ -286,7 +287,8 @@ fn qemu_tcg_killed_mid_run_is_cleaned_up() {
         eprintln!("skipping: {why}");
         return;
     }
-    kill_then_cleanup("qemu:tcg", "qemu");
+    // A network workload: the tap, its namespace and the peer are made too.
+    kill_then_cleanup("qemu:tcg", "net-rr", "qemu");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! Everything it needs comes from the kernel command line (`virtmark.*=` words):
 //! - `virtmark.probe=1`: power off at once (KVM probe, bare boot timing);
 //! - `virtmark.modules=DIR`: load `DIR/<name>.ko` for each line of `DIR/order`;
+//! - `virtmark.nomod=A,B`: but not these (the network's, when there is no NIC);
 //! - `virtmark.ip=A.B.C.D/N`: address of eth0;
 //! - `virtmark.disk=/dev/X`: ext4 scratch disk, mounted at /scratch;
 //! - `virtmark.chan=/dev/X` or `virtmark.chan=port:NAME` (a virtio-serial port
@@ -67,7 +68,11 @@ fn init(how: &mut String) -> Result<()> {
         return Ok(());
     }
     if let Some(dir) = opts.get("modules") {
-        load_modules(Path::new(dir))?;
+        let skip: Vec<&str> = opts
+            .get("nomod")
+            .map(|l| l.split(',').collect())
+            .unwrap_or_default();
+        load_modules(Path::new(dir), &skip)?;
         mark("modules loaded");
     }
     up("lo", None)?;
@@ -166,10 +171,14 @@ pub fn netmask(prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(bits)
 }
 
-fn load_modules(dir: &Path) -> Result<()> {
+fn load_modules(dir: &Path, skip: &[&str]) -> Result<()> {
     let order = std::fs::read_to_string(dir.join("order"))
         .with_context(|| format!("reading {}/order", dir.display()))?;
-    for name in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for name in order
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !skip.contains(l))
+    {
         let p = dir.join(format!("{name}.ko"));
         let f = File::open(&p).with_context(|| format!("opening {}", p.display()))?;
         match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {

@@ -5,7 +5,8 @@
 //! - agent channel: a virtio-serial port named `virtmark` on QEMU's stdio; the
 //!   kernel console (ttyS0) goes to a log file, so it never mixes with the channel;
 //! - network: virtio-net on a tap device inside a network namespace virtmark
-//!   creates ([`super::netns::tap_site`]); QEMU itself runs in that namespace;
+//!   creates ([`super::netns::tap_site`]); QEMU itself runs in that namespace
+//!   (only when the run has network workloads: otherwise the guest has no NIC);
 //! - scratch: virtio-blk on a sparse raw image formatted ext4 on the host,
 //!   mounted at /scratch in the guest;
 //! - size: `-smp` and `-m` from [`StartEnv`].
@@ -29,6 +30,9 @@ use super::{initramfs, netns, Driver, Guard, Instance, StartEnv, Teardown};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The modules only the guest's network needs (virtio-net and its failover).
+pub const NET_MODULES: &[&str] = &["failover", "net_failover", "virtio_net"];
 
 /// A minimal firmware shipped with QEMU (Debian package qemu-system-data).
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
@@ -473,19 +477,30 @@ impl Driver for Qemu {
         phases.mark("kernel");
         scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
         phases.mark("scratch image");
-        let site = netns::tap_site(&mut guard, &env.tag, env.index)?;
-        let peer = start_peer(&mut guard, env, &site)?;
+        // A NIC (virtio-net on a tap in a namespace of virtmark's) only when the
+        // run has network workloads; without one the guest loads no network
+        // modules and QEMU has no network at all.
+        let site = match env.peer {
+            Some(_) => Some(netns::tap_site(&mut guard, &env.tag, env.index)?),
+            None => None,
+        };
+        let peer = match &site {
+            Some(site) => start_peer(&mut guard, env, site)?,
+            None => None,
+        };
         phases.mark("network");
+        let net_words = match &site {
+            Some(site) => format!("virtmark.ip={}/{}", site.guest_ip, netns::PREFIX),
+            None => format!("virtmark.nomod={}", NET_MODULES.join(",")),
+        };
         let log = phases.log(&env.log, self.name())?;
 
         let append = format!(
             "console=ttyS0 reboot=t panic=-1 quiet tsc=reliable i8042.noaux i8042.nokbd \
              {BOOT_ONLY_ARGS} rdinit=/virtmark \
-             virtmark.modules={} virtmark.ip={}/{} virtmark.disk=/dev/vda \
+             virtmark.modules={} {net_words} virtmark.disk=/dev/vda \
              virtmark.chan=port:virtmark virtmark.off=reboot {} {} -- agent --init",
             initramfs::MODULE_DIR,
-            site.guest_ip,
-            netns::PREFIX,
             lapic_timer_arg(&k).unwrap_or_default(),
             extra_kernel_args(),
         );
@@ -516,20 +531,24 @@ impl Driver for Qemu {
                 "-device",
                 "virtserialport,bus=vs0.0,chardev=chan,name=virtmark",
             ])
-            .args([
-                "-netdev",
-                &format!("tap,id=n0,ifname={},script=no,downscript=no", site.tap),
-            ])
-            // romfile= : no iPXE option ROM to load and run.
-            .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
             .arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=d0", image.display()))
             .args(["-device", "virtio-blk-pci,drive=d0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        if let Some(site) = &site {
+            cmd.args([
+                "-netdev",
+                &format!("tap,id=n0,ifname={},script=no,downscript=no", site.tap),
+            ])
+            // romfile= : no iPXE option ROM to load and run.
+            .args(["-device", "virtio-net-pci,netdev=n0,romfile="]);
+        }
         crate::sys::die_with_parent(&mut cmd);
-        netns::spawn_in_netns(&mut cmd, &site.ns)?;
+        if let Some(site) = &site {
+            netns::spawn_in_netns(&mut cmd, &site.ns)?;
+        }
         let mut child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
         let to_agent = child.stdin.take().context("qemu stdin")?;
         let from_agent = child.stdout.take().context("qemu stdout")?;
