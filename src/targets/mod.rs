@@ -13,6 +13,7 @@ use ledger::{Ledger, Resource};
 
 pub mod cache;
 pub mod cgroup;
+pub mod elf;
 pub mod guest_init;
 mod gvisor;
 pub mod initramfs;

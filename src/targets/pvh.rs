@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::elf::{u16_at, u32_at};
+
 /// The legacy LZ4 format's magic number (little endian on disk).
 const LZ4_LEGACY_MAGIC: u32 = 0x184C_2102;
 /// A legacy LZ4 block decompresses to at most 8 MiB.
@@ -54,18 +56,6 @@ pub fn vmlinux(bzimage: &Path) -> Result<Result<PathBuf, String>> {
         (Ok(path), None) => Ok(Ok(path)),
         (Err(e), None) => Err(e),
     }
-}
-
-fn u16_at(d: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(d.get(o..o + 2)?.try_into().ok()?))
-}
-
-fn u32_at(d: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(o..o + 4)?.try_into().ok()?))
-}
-
-fn u64_at(d: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(d.get(o..o + 8)?.try_into().ok()?))
 }
 
 /// The kernel ELF image inside a `bzImage`, or why it cannot be had.
@@ -140,39 +130,9 @@ pub fn lz4_legacy(s: &[u8]) -> Result<Vec<u8>, String> {
 /// Whether the ELF64 image carries a `Xen` note `XEN_ELFNOTE_PHYS32_ENTRY` in a
 /// `PT_NOTE` segment.
 pub fn has_pvh_entry(elf: &[u8]) -> bool {
-    const PT_NOTE: u32 = 4;
-    if elf.get(..5) != Some(b"\x7fELF\x02".as_slice()) {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) =
-        (u64_at(elf, 0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
-    else {
-        return false;
-    };
-    for i in 0..phnum as usize {
-        let ph = phoff as usize + i * phentsize as usize;
-        if u32_at(elf, ph) != Some(PT_NOTE) {
-            continue;
-        }
-        let (Some(off), Some(size)) = (u64_at(elf, ph + 8), u64_at(elf, ph + 32)) else {
-            continue;
-        };
-        let (mut p, end) = (off as usize, (off + size) as usize);
-        while p + 12 <= end {
-            let (Some(namesz), Some(descsz), Some(ty)) =
-                (u32_at(elf, p), u32_at(elf, p + 4), u32_at(elf, p + 8))
-            else {
-                break;
-            };
-            let name = elf.get(p + 12..p + 12 + namesz as usize).unwrap_or(&[]);
-            if name == b"Xen\0" && ty == XEN_ELFNOTE_PHYS32_ENTRY {
-                return true;
-            }
-            let align = |n: u32| (n as usize).div_ceil(4) * 4;
-            p += 12 + align(namesz) + align(descsz);
-        }
-    }
-    false
+    super::elf::notes(elf)
+        .iter()
+        .any(|&(name, ty)| name == b"Xen\0" && ty == XEN_ELFNOTE_PHYS32_ENTRY)
 }
 
 #[cfg(test)]
@@ -191,7 +151,7 @@ mod tests {
             note.extend(0x100_0000u32.to_le_bytes());
         }
         let mut e = vec![0u8; 64 + 56];
-        e[..5].copy_from_slice(b"\x7fELF\x02");
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
         e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
         e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         e[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());

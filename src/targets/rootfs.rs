@@ -10,39 +10,17 @@ use anyhow::{bail, Context, Result};
 /// Whether the ELF executable `exe` names a program interpreter (`PT_INTERP`),
 /// i.e. is dynamically linked. `None` when it is not a 64-bit little-endian ELF.
 pub fn has_interpreter(exe: &Path) -> Result<Option<bool>> {
-    const PT_INTERP: u32 = 3;
-    const HEAD: usize = 64 << 10;
+    const HEAD: u64 = 64 << 10;
     use std::io::Read;
     // The program headers follow the ELF header in any linker's output.
-    let mut data = Vec::with_capacity(HEAD);
+    let mut data = Vec::new();
     std::fs::File::open(exe)
-        .and_then(|f| f.take(HEAD as u64).read_to_end(&mut data))
+        .and_then(|f| f.take(HEAD).read_to_end(&mut data))
         .with_context(|| format!("reading {}", exe.display()))?;
-    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
-    // ELF magic, ELFCLASS64, ELFDATA2LSB.
-    if data.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
-        return Ok(None);
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
-        return Ok(None);
-    };
-    for i in 0..phnum as usize {
-        match u32_at(phoff as usize + i * phentsize as usize) {
-            Some(PT_INTERP) => return Ok(Some(true)),
-            Some(_) => {}
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(false))
+    Ok(
+        super::elf::segments(&data)
+            .map(|segs| segs.iter().any(|s| s.kind == super::elf::PT_INTERP)),
+    )
 }
 
 /// Files the agent binary `exe` needs at run time, as absolute host paths
