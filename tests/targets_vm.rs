@@ -261,8 +261,9 @@ fn kill_then_cleanup(target: &str, workload: &str, tag: &str) {
     child.wait().unwrap();
     let run_id = run_dir.file_name().unwrap().to_string_lossy().to_string();
     let ledger = std::fs::read_to_string(run_dir.join("ledger.jsonl")).unwrap();
-    assert!(ledger.contains("\"netns\""), "{ledger}");
+    // Cleaned up before anything is asserted, so a failing test leaves nothing.
     let out = sb.cmd(&["cleanup"]).output().unwrap();
+    assert!(ledger.contains("\"netns\""), "{ledger}");
     assert!(
         out.status.success(),
         "{}",
