@@ -129,6 +129,27 @@ pub struct StartEnv<'a> {
     pub memory: u64,
 }
 
+impl StartEnv<'_> {
+    /// `virtmark agent --scratch <scratch>` on the host, its requests and answers
+    /// on piped stdin and stdout, its standard error in the instance's log, and
+    /// dying with virtmark: what `native` runs, and `ns` inside its namespaces.
+    pub fn host_agent_command(&self) -> anyhow::Result<std::process::Command> {
+        use anyhow::Context;
+        use std::process::Stdio;
+        let log = std::fs::File::create(&self.log)
+            .with_context(|| format!("creating agent log {}", self.log.display()))?;
+        let mut cmd = std::process::Command::new(self.exe);
+        cmd.arg("agent")
+            .arg("--scratch")
+            .arg(&self.scratch)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        crate::sys::die_with_parent(&mut cmd);
+        Ok(cmd)
+    }
+}
+
 /// A running instance of a target with an agent in it.
 pub struct Instance {
     /// Requests to the agent.

@@ -1,9 +1,6 @@
 //! `native`: the agent as a plain child process, the baseline every other target
 //! is normalized against.
 
-use std::fs::File;
-use std::process::{Command, Stdio};
-
 use anyhow::Context;
 
 use super::{Driver, Guard, Instance, StartEnv};
@@ -23,16 +20,7 @@ impl Driver for Native {
     fn start(&self, env: &StartEnv) -> anyhow::Result<Instance> {
         let mut guard = Guard::new(env.ledger.clone());
         guard.create_dir(&env.scratch)?;
-        let log = File::create(&env.log)
-            .with_context(|| format!("creating agent log {}", env.log.display()))?;
-        let mut cmd = Command::new(env.exe);
-        cmd.arg("agent")
-            .arg("--scratch")
-            .arg(&env.scratch)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
-        crate::sys::die_with_parent(&mut cmd);
+        let mut cmd = env.host_agent_command()?;
         if let Some(cpus) = &env.cpuset {
             crate::sys::pin_to(&mut cmd, cpus)?;
         }

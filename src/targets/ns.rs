@@ -14,9 +14,7 @@
 //! agent, reaps every child, exits with the agent's status) — two `fork`s of an
 //! already-forked process, no extra `exec`, so it costs well under a millisecond.
 
-use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
@@ -76,16 +74,7 @@ impl Driver for Ns {
             }
         };
 
-        let log = File::create(&env.log)
-            .with_context(|| format!("creating agent log {}", env.log.display()))?;
-        let mut cmd = Command::new(env.exe);
-        cmd.arg("agent")
-            .arg("--scratch")
-            .arg(&env.scratch)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
-        crate::sys::die_with_parent(&mut cmd);
+        let mut cmd = env.host_agent_command()?;
         let procs = cg.procs_files()?;
         let net = target_ns.as_deref().map(rtnl::open_netns).transpose()?;
         {
