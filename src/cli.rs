@@ -388,10 +388,26 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
 
 fn cmd_run(args: RunArgs) -> Result<()> {
     let plan = build_plan(&args.common, args.workloads.as_ref())?;
-    let opts = run_options(&args.common);
-    let done = crate::runner::run(plan, &opts)?;
+    execute(
+        &args.common,
+        plan,
+        crate::runner::run,
+        crate::report::terminal::render,
+    )
+}
+
+/// Run one step (or the study) of `plan`, print `render` of the record, then
+/// where everything went.
+fn execute(
+    common: &CommonArgs,
+    plan: Plan,
+    step: fn(Plan, &crate::runner::RunOptions) -> Result<crate::runner::Finished>,
+    render: impl Fn(&crate::results::RunRecord) -> String,
+) -> Result<()> {
+    let opts = run_options(common);
+    let done = step(plan, &opts)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
+    writeln!(out, "{}", render(&done.record))?;
     print_paths(&mut out, &done, &opts)
 }
 
@@ -558,15 +574,12 @@ fn cmd_scale(args: ScaleArgs) -> Result<()> {
     sp.pin |= args.pin;
     plan.scale = Some(sp);
     plan.validate("command line")?;
-    let opts = run_options(&args.common);
-    let done = crate::runner::scale::scale(plan, &opts)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        crate::report::terminal::render_scale(&done.record)
-    )?;
-    print_paths(&mut out, &done, &opts)
+    execute(
+        &args.common,
+        plan,
+        crate::runner::scale::scale,
+        crate::report::terminal::render_scale,
+    )
 }
 
 fn cmd_isolate(args: IsolateArgs) -> Result<()> {
@@ -591,15 +604,12 @@ fn cmd_isolate(args: IsolateArgs) -> Result<()> {
     iso.allow_host_stress |= args.allow_host_stress;
     plan.isolation = Some(iso);
     plan.validate("command line")?;
-    let opts = run_options(&args.common);
-    let done = crate::runner::isolate::isolate(plan, &opts)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        crate::report::terminal::render_isolation(&done.record)
-    )?;
-    print_paths(&mut out, &done, &opts)
+    execute(
+        &args.common,
+        plan,
+        crate::runner::isolate::isolate,
+        crate::report::terminal::render_isolation,
+    )
 }
 
 /// `all` stands for every stressor.
@@ -638,25 +648,19 @@ fn cmd_study(args: StudyArgs) -> Result<()> {
     iso.allow_host_stress |= args.allow_host_stress;
     plan.isolation = Some(iso);
     plan.validate("command line")?;
-    let opts = run_options(&args.common);
-    let done = crate::runner::study::study(plan, &opts)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
-    if !done.record.scale.is_empty() {
-        writeln!(
-            out,
-            "{}",
-            crate::report::terminal::render_scale(&done.record)
-        )?;
-    }
-    if !done.record.isolation.is_empty() {
-        writeln!(
-            out,
-            "{}",
-            crate::report::terminal::render_isolation(&done.record)
-        )?;
-    }
-    print_paths(&mut out, &done, &opts)
+    execute(&args.common, plan, crate::runner::study::study, |r| {
+        use crate::report::terminal::{render, render_isolation, render_scale};
+        let mut text = render(r);
+        if !r.scale.is_empty() {
+            text.push('\n');
+            text.push_str(&render_scale(r));
+        }
+        if !r.isolation.is_empty() {
+            text.push('\n');
+            text.push_str(&render_isolation(r));
+        }
+        text
+    })
 }
 
 fn print_paths(
