@@ -227,24 +227,8 @@ fn a_short_real_run_writes_its_directory_and_database() {
 #[test]
 fn an_interrupted_run_keeps_what_it_measured() {
     let sb = Sandbox::new();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
-        .current_dir(sb.path())
-        .env("VIRTMARK_DB", sb.db())
-        .args([
-            "run",
-            "-t",
-            "native",
-            "-w",
-            "dd-zero",
-            "--reps",
-            "50",
-            "--duration",
-            "200ms",
-            "--out",
-            "out",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    let mut child = sb
+        .background_run("native", "dd-zero", "50", "200ms")
         .spawn()
         .unwrap();
     // Interrupt once a few samples are in (polling: a loaded machine is slow to start).

@@ -107,26 +107,9 @@ fn kill_then_cleanup(target: &str) {
         return;
     }
     let sb = sandbox();
-    let bin = assert_cmd::cargo::cargo_bin("virtmark");
-    let mut child = Command::new(&bin)
-        .current_dir(sb.path())
-        .env("VIRTMARK_DB", sb.db())
+    let mut child = sb
+        .background_run(target, "dd-zero", "4", "2s")
         .env("VIRTMARK_REGISTRY", sb.path().join("registry"))
-        .args([
-            "run",
-            "-t",
-            target,
-            "-w",
-            "dd-zero",
-            "--reps",
-            "4",
-            "--duration",
-            "2s",
-            "--out",
-            "out",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("virtmark run");
     // Wait until the agent runs (the ledger names the runtime or agent process).

@@ -164,26 +164,9 @@ fn sigkill_then_cleanup_leaves_nothing() {
     }
     let sb = Sandbox::new();
     let reg = sb.path().join("registry");
-    let bin = assert_cmd::cargo::cargo_bin("virtmark");
-    let mut child = StdCommand::new(&bin)
-        .current_dir(sb.path())
-        .env("VIRTMARK_DB", sb.db())
+    let mut child = sb
+        .background_run("lxc", "dd-zero", "20", "1s")
         .env("VIRTMARK_REGISTRY", &reg)
-        .args([
-            "run",
-            "-t",
-            "lxc",
-            "-w",
-            "dd-zero",
-            "--reps",
-            "20",
-            "--duration",
-            "1s",
-            "--out",
-            "out",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Wait until the container runs (its lxc-execute is in the ledger).

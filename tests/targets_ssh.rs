@@ -244,26 +244,10 @@ fn sigkill_mid_run_leaves_nothing_remote_and_cleanup_the_rest() {
     let sb = Sandbox::new();
     let reg = sb.path().join("registry");
     let target = format!("ssh:root@127.0.0.1:{}", s.port);
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("virtmark"))
-        .current_dir(sb.path())
-        .env("VIRTMARK_DB", sb.db())
+    let mut child = sb
+        .background_run(&target, "dd-zero", "20", "1s")
         .env("VIRTMARK_REGISTRY", &reg)
         .env("VIRTMARK_SSH_OPTS", s.opts())
-        .args([
-            "run",
-            "-t",
-            &target,
-            "-w",
-            "dd-zero",
-            "--reps",
-            "20",
-            "--duration",
-            "1s",
-            "--out",
-            "out",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let t0 = Instant::now();

@@ -211,24 +211,8 @@ fn debians_cloud_kernel_comes_out_of_its_bzimage_with_a_pvh_entry() {
 /// `virtmark cleanup`.
 fn kill_then_cleanup(target: &str, workload: &str, tag: &str) {
     let sb = Sandbox::new();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
-        .current_dir(sb.path())
-        .env("VIRTMARK_DB", sb.db())
-        .args([
-            "run",
-            "-t",
-            target,
-            "-w",
-            workload,
-            "--reps",
-            "200",
-            "--duration",
-            "200ms",
-            "--out",
-            "out",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = sb
+        .background_run(target, workload, "200", "200ms")
         .spawn()
         .unwrap();
     // Wait until a sample is stored: the VM is up and serving.

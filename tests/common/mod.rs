@@ -36,6 +36,38 @@ impl Sandbox {
         c
     }
 
+    /// `virtmark run -t TARGET -w WORKLOAD --reps REPS --duration DURATION --out
+    /// out` in the sandbox, its output discarded: to spawn, then interrupt or
+    /// kill mid-run.
+    pub fn background_run(
+        &self,
+        target: &str,
+        workload: &str,
+        reps: &str,
+        duration: &str,
+    ) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("virtmark"));
+        c.current_dir(self.path())
+            .env("VIRTMARK_DB", self.db())
+            .env_remove("VIRTMARK_SCRATCH")
+            .args([
+                "run",
+                "-t",
+                target,
+                "-w",
+                workload,
+                "--reps",
+                reps,
+                "--duration",
+                duration,
+                "--out",
+                "out",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
+
     /// The single run directory under ./virtmark-results (or `out`).
     pub fn run_dir(&self, out: &str) -> PathBuf {
         let parent = self.path().join(out);
