@@ -14,6 +14,9 @@
 //! - processes: UML forks a host process per guest process and helpers; all of
 //!   them are put in a cgroup of their own (recorded in the ledger), which
 //!   teardown and `virtmark cleanup` kill as a whole.
+//! - FP state: the host process is started with `fpshim.c` preloaded, which
+//!   mediates UML's XSAVE ptrace calls so that guests run on hosts whose XSAVE
+//!   state is larger than UML's fixed buffer (AVX-512, AMX; see that file).
 //! - size: `mem=` from [`StartEnv`]. Debian's UML kernel is uniprocessor
 //!   (CONFIG_NR_CPUS=1): the guest has one CPU whatever was asked; the fingerprint
 //!   records that.
@@ -38,6 +41,19 @@ pub const LINUX: &str = "linux";
 
 /// The UML driver.
 pub struct Uml;
+
+/// The FP-state mediator (`fpshim.c`, built by `build.rs`).
+const FPSHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uml_fpshim.so"));
+
+/// The FP-state mediator as a file in the cache, written once per build.
+fn fpshim() -> Result<PathBuf> {
+    super::cache::entry(
+        "uml-fpshim",
+        "so",
+        super::cache::Key::new(1).with(FPSHIM),
+        |p| std::fs::write(p, FPSHIM).with_context(|| format!("writing {}", p.display())),
+    )
+}
 
 /// The cgroup v2 directory this process sits in (hybrid or unified layout).
 fn own_cgroup2() -> Result<PathBuf> {
@@ -136,9 +152,11 @@ impl Driver for Uml {
         std::fs::create_dir_all(&uml_dir)
             .with_context(|| format!("creating {}", uml_dir.display()))?;
         phases.mark("cgroup, channel");
+        let shim = fpshim()?;
         let log = phases.log(&env.log, "uml")?;
         let mut cmd = Command::new(LINUX);
-        cmd.arg(format!("mem={}M", mib(env.memory)))
+        cmd.env("LD_PRELOAD", &shim)
+            .arg(format!("mem={}M", mib(env.memory)))
             .arg(format!("umid=virtmark-{}", env.tag))
             .arg(format!("uml_dir={}", uml_dir.display()))
             .args(["root=/dev/root", "rootfstype=hostfs", "ro"])
