@@ -32,7 +32,8 @@ impl Driver for Gvisor {
     fn available(&self) -> Result<(), String> {
         oci::check_command("runsc", "runsc")?;
         netns::check_available()?;
-        cgroup::check_available()
+        cgroup::check_available()?;
+        super::verify::proven(self.name(), &["runsc"], |env| self.start(env))
     }
 
     fn start(&self, env: &StartEnv) -> Result<Instance> {

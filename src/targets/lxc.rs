@@ -68,7 +68,8 @@ impl Driver for Lxc {
         if !Path::new("/proc/self/ns/cgroup").exists() {
             return Err("the kernel has no cgroup namespaces (needed by LXC)".into());
         }
-        netns::check_available()
+        netns::check_available()?;
+        super::verify::proven(self.name(), &["lxc-execute"], |env| self.start(env))
     }
 
     fn start(&self, env: &StartEnv) -> Result<Instance> {

@@ -30,6 +30,7 @@ pub mod rootfs;
 pub mod rtnl;
 pub mod ssh;
 pub mod uml;
+pub mod verify;
 
 /// A parsed target name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,7 +106,36 @@ pub fn kernel() -> Result<PathBuf, String> {
 
 fn kvm_verdict() -> &'static Result<(), String> {
     static VERDICT: OnceLock<Result<(), String>> = OnceLock::new();
-    VERDICT.get_or_init(probe_kvm)
+    VERDICT.get_or_init(|| cached_kvm_probe().unwrap_or_else(|_| probe_kvm()))
+}
+
+/// [`probe_kvm`]'s verdict, either way, kept in the cache per kernel, KVM
+/// modules, QEMU and guest kernel: a KVM that cannot boot a guest (kvm_pvm)
+/// fails the same way every time, and the probe costs its full deadline.
+fn cached_kvm_probe() -> Result<Result<(), String>> {
+    let k = kernel().map_err(anyhow::Error::msg)?;
+    let modules: Vec<String> = std::fs::read_to_string("/proc/modules")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|m| m.starts_with("kvm"))
+        .map(String::from)
+        .collect();
+    let key = super::verify::key("qemu:kvm", &[QEMU, &k.to_string_lossy()])?.with(modules);
+    let path = super::cache::entry("kvm-verdict", "txt", key, |p| {
+        let text = match probe_kvm() {
+            Ok(()) => "ok\n".to_string(),
+            Err(e) => format!("no: {e}\n"),
+        };
+        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))
+    })?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(match text.trim_end().strip_prefix("no: ") {
+        Some(why) => Err(why.to_string()),
+        None if text.trim_end() == "ok" => Ok(()),
+        None => anyhow::bail!("{} holds no verdict", path.display()),
+    })
 }
 
 /// Boot the guest kernel under KVM without any root file system: it panics at
@@ -448,7 +477,10 @@ impl Driver for Qemu {
         if self.accel == Accel::Kvm {
             kvm_verdict().clone()?;
         }
-        Ok(())
+        let kernel = k.to_string_lossy();
+        super::verify::proven(self.name(), &[QEMU, "mkfs.ext4", &kernel], |env| {
+            self.start(env)
+        })
     }
 
     fn start(&self, env: &StartEnv) -> Result<Instance> {

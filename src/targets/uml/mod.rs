@@ -115,7 +115,7 @@ impl Driver for Uml {
             return Err("/dev/net/tun is missing (module tun)".into());
         }
         own_cgroup2().map_err(|e| format!("{e:#}"))?;
-        Ok(())
+        super::verify::proven(self.name(), &[LINUX, "mkfs.ext4"], |env| self.start(env))
     }
 
     fn start(&self, env: &StartEnv) -> Result<Instance> {
