@@ -34,7 +34,15 @@ pub enum Command {
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
     /// List every target driver: available here or not, and exactly why not.
-    Targets,
+    /// A target that can fail to start for reasons no file shows (UML, QEMU,
+    /// gVisor, LXC) is started once to prove it; the verdict is cached.
+    Targets {
+        /// Only these targets (default: every known one).
+        names: Vec<String>,
+        /// Print the list as JSON: name, class, available, reason.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the default plan (TOML), to edit and pass to `run --plan`.
     Plan {
         /// Print the default plan.
@@ -302,7 +310,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Isolate(args) => cmd_isolate(args),
         Command::Study(args) => cmd_study(args),
         Command::Workloads => cmd_workloads(),
-        Command::Targets => cmd_targets(),
+        Command::Targets { names, json } => cmd_targets(&names, json),
         Command::Plan { print_default } => {
             if !print_default {
                 return Err(user(
@@ -731,32 +739,62 @@ fn cmd_history(db: Option<PathBuf>, limit: usize) -> Result<()> {
     Ok(())
 }
 
-fn cmd_targets() -> Result<()> {
+/// One row of `virtmark targets`.
+#[derive(serde::Serialize)]
+struct TargetRow {
+    name: String,
+    class: String,
+    available: bool,
+    reason: Option<String>,
+}
+
+fn cmd_targets(names: &[String], json: bool) -> Result<()> {
+    let names: Vec<String> = if names.is_empty() {
+        crate::targets::KNOWN
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    let mut rows = Vec::new();
+    for name in &names {
+        if name.contains('<') {
+            rows.push(TargetRow {
+                name: name.clone(),
+                class: "whatever the remote host is".to_string(),
+                available: false,
+                reason: Some("give a host: ssh:[user@]host[:port] (checked when used)".into()),
+            });
+            continue;
+        }
+        let kind = crate::targets::parse(name).map_err(user)?;
+        let verdict = crate::targets::driver(&kind).available();
+        rows.push(TargetRow {
+            name: name.clone(),
+            class: crate::targets::class_of(&kind).to_string(),
+            available: verdict.is_ok(),
+            reason: verdict.err(),
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
     table.set_header(vec!["target", "class", "available here"]);
-    for name in crate::targets::KNOWN {
-        if name.contains('<') {
-            table.add_row(vec![
-                name.to_string(),
-                "whatever the remote host is".to_string(),
-                "give a host: ssh:[user@]host[:port] (checked when used)".to_string(),
-            ]);
-            continue;
-        }
-        let kind = crate::targets::parse(name).map_err(anyhow::Error::msg)?;
-        let d = crate::targets::driver(&kind);
-        table.add_row(vec![
-            name.to_string(),
-            crate::targets::class_of(&kind).to_string(),
-            match d.available() {
-                Ok(()) => "yes".to_string(),
-                Err(why) => format!("no: {why}"),
-            },
-        ]);
+    for r in rows {
+        let verdict = match (r.available, r.reason) {
+            (true, _) => "yes".to_string(),
+            (false, Some(why)) if r.name.contains('<') => why,
+            (false, why) => format!("no: {}", why.unwrap_or_default()),
+        };
+        table.add_row(vec![r.name, r.class, verdict]);
     }
-    writeln!(std::io::stdout().lock(), "{table}")?;
+    writeln!(out, "{table}")?;
     Ok(())
 }
 

@@ -1,7 +1,11 @@
 //! `virtmark detect` against reality: its JSON on this host, agreement with
 //! virt-what (where installed and run as root), and the same inside gVisor
 //! (`runsc do`) and User-Mode Linux (`linux` with the host's root over hostfs)
-//! where those exist. Missing tools or privileges skip with a reason.
+//! (with virtmark's FP-state mediator preloaded, as the `uml` target starts it).
+//! Missing tools or privileges fail with the reason; gVisor and UML are skipped
+//! only when `VIRTMARK_SKIP_TARGETS` names them.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command as StdCommand;
@@ -152,14 +156,11 @@ fn detect_prints_a_readable_summary() {
 
 #[test]
 fn detect_agrees_with_virt_what_on_this_host() {
-    if !which("virt-what") {
-        eprintln!("skipped: virt-what is not installed (apt-get install virt-what)");
-        return;
-    }
-    if !is_root() {
-        eprintln!("skipped: virt-what must run as root");
-        return;
-    }
+    assert!(
+        which("virt-what"),
+        "virt-what is not installed (Debian package virt-what; scripts/setup.sh installs it)"
+    );
+    assert!(is_root(), "virt-what must run as root, as CI does");
     let out = StdCommand::new("virt-what")
         .output()
         .expect("virt-what runs");
@@ -173,25 +174,23 @@ fn detect_agrees_with_virt_what_on_this_host() {
 
 /// Run a shell script inside gVisor's `runsc do` (the host's root, read-only
 /// overlay), returning stdout.
-fn in_gvisor(script: &str) -> Option<String> {
-    if !which("runsc") || !is_root() {
-        eprintln!("skipped: needs runsc and root");
-        return None;
-    }
+fn in_gvisor(script: &str) -> String {
+    assert!(
+        which("runsc") && is_root(),
+        "needs runsc (Debian package runsc) and root"
+    );
     let out = Command::new("runsc")
         .args(["--network=none", "do", "sh", "-c", script])
         .current_dir(std::env::temp_dir())
         .timeout(Duration::from_secs(120))
         .output()
         .expect("runsc runs");
-    if !out.status.success() {
-        eprintln!(
-            "skipped: runsc do failed here: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    assert!(
+        out.status.success(),
+        "runsc do failed here: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -202,9 +201,10 @@ fn detect_inside_gvisor_says_gvisor_and_agrees_with_virt_what() {
         bin(),
         if with_vw { "virt-what" } else { "true" }
     );
-    let Some(out) = in_gvisor(&script) else {
+    if common::skip_allowed("gvisor") {
         return;
-    };
+    }
+    let out = in_gvisor(&script);
     let (json, vw) = out.split_once("=====").expect("marker line");
     let fp: Fingerprint = serde_json::from_str(json).expect("fingerprint JSON from gVisor");
     assert_eq!(fp.verdict.kind, Kind::Sandbox);
@@ -216,12 +216,13 @@ fn detect_inside_gvisor_says_gvisor_and_agrees_with_virt_what() {
 
 #[test]
 fn detect_inside_uml_says_uml_and_agrees_with_virt_what() {
-    if !which("linux") || !is_root() || !Path::new("/dev/shm").is_dir() {
-        eprintln!(
-            "skipped: needs User-Mode Linux (`linux`, user-mode-linux package), root and /dev/shm"
-        );
+    if common::skip_allowed("uml") {
         return;
     }
+    assert!(
+        which("linux") && is_root() && Path::new("/dev/shm").is_dir(),
+        "needs User-Mode Linux (`linux`, Debian package user-mode-linux), root and /dev/shm"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let init = dir.path().join("init.sh");
     let with_vw = which("virt-what");
@@ -240,7 +241,9 @@ fn detect_inside_uml_says_uml_and_agrees_with_virt_what() {
         .expect("chmod init");
     // UML's console is our stdin/stdout; stdin must be /dev/null, not a pipe that
     // reaches end of file (the console would close). `timeout` bounds the boot.
+    let shim = virtmark::targets::uml::fpshim().expect("the UML FP-state mediator");
     let out = StdCommand::new("timeout")
+        .env("LD_PRELOAD", shim)
         .args(["120", "linux"])
         .args([
             "mem=256M",
@@ -265,11 +268,10 @@ fn detect_inside_uml_says_uml_and_agrees_with_virt_what() {
         .and_then(|(_, rest)| rest.split_once(">>>>>"))
         .map(|(b, _)| b)
     else {
-        eprintln!(
-            "skipped: UML did not run the init script: {}",
+        panic!(
+            "UML did not run the init script: {}",
             text.chars().take(2000).collect::<String>()
         );
-        return;
     };
     let (json, vw) = body.split_once("=====").expect("marker line");
     let fp: Fingerprint = serde_json::from_str(json.trim()).expect("fingerprint JSON from UML");

@@ -7,14 +7,6 @@ use std::time::{Duration, Instant};
 use common::{assert_nothing_left, results_json, Sandbox};
 use predicates::prelude::*;
 
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: the ns target needs root (CI runs as root)");
-    false
-}
-
 fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
     let mut c = sb.cmd(args);
     c.env("VIRTMARK_REGISTRY", sb.path().join("registry"))
@@ -24,7 +16,7 @@ fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
 
 #[test]
 fn scale_on_ns_with_1_2_4_instances_reports_per_instance_and_aggregate() {
-    if !root() {
+    if common::skip_or_require("ns") {
         return;
     }
     let sb = Sandbox::new();
@@ -82,7 +74,7 @@ fn scale_on_ns_with_1_2_4_instances_reports_per_instance_and_aggregate() {
 
 #[test]
 fn an_instance_killed_by_its_memory_limit_is_recorded_as_dnr() {
-    if !root() {
+    if common::skip_or_require("ns") {
         return;
     }
     let sb = Sandbox::new();
@@ -130,7 +122,7 @@ fn an_instance_killed_by_its_memory_limit_is_recorded_as_dnr() {
 
 #[test]
 fn isolation_on_ns_limits_the_memory_and_fork_bombs_and_leaves_nothing() {
-    if !root() {
+    if common::skip_or_require("ns") {
         return;
     }
     let sb = Sandbox::new();
@@ -250,7 +242,7 @@ fn isolation_on_native_with_cpu_and_udp_stressors_reports_degradation() {
 
 #[test]
 fn study_runs_the_three_steps_into_one_report() {
-    if !root() {
+    if common::skip_or_require("ns") {
         return;
     }
     let sb = Sandbox::new();

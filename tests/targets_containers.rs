@@ -7,30 +7,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, results_json, Sandbox};
-
-/// Why a target cannot run here, or None.
-fn skip_reason(target: &str) -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root".into());
-    }
-    let cmd = match target {
-        "oci:crun" => "crun",
-        "oci:runc" => "runc",
-        "gvisor" => "runsc",
-        _ => "ip",
-    };
-    let ok = Command::new(cmd)
-        .arg(if cmd == "ip" { "-V" } else { "--version" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    (!ok).then(|| format!("{cmd} is not installed (scripts/setup.sh installs it)"))
-}
 
 fn sandbox() -> Sandbox {
     Sandbox::new()
@@ -43,8 +23,7 @@ fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
 }
 
 fn run_dd(target: &str, technology: &str) {
-    if let Some(why) = skip_reason(target) {
-        eprintln!("skipping {target}: {why}");
+    if common::skip_or_require(target) {
         return;
     }
     let sb = sandbox();
@@ -102,8 +81,7 @@ fn run_dd(target: &str, technology: &str) {
 }
 
 fn kill_then_cleanup(target: &str) {
-    if let Some(why) = skip_reason(target) {
-        eprintln!("skipping {target}: {why}");
+    if common::skip_or_require(target) {
         return;
     }
     let sb = sandbox();
@@ -188,8 +166,7 @@ fn gvisor_killed_then_cleaned_up() {
 /// fails, the run still completes, and everything made for it is removed.
 #[test]
 fn a_failing_runtime_leaves_nothing() {
-    if let Some(why) = skip_reason("oci:runc") {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("oci:runc") {
         return;
     }
     let sb = sandbox();

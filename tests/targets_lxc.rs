@@ -1,32 +1,17 @@
 //! The `lxc` target for real: `virtmark run -t lxc` end to end, the fingerprint
 //! names LXC and its limits, nothing of the run remains afterwards; and after a
 //! SIGKILL of virtmark mid-run, `virtmark cleanup` removes everything.
-//! Skips (with the reason) only where LXC or root is missing.
+//! Fails with the reason where LXC or root is missing (skipped only when
+//! `VIRTMARK_SKIP_TARGETS` names lxc).
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
 use common::{alive, created, results_json, Sandbox};
 use virtmark::targets::ledger::Resource;
-
-fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root".into());
-    }
-    if StdCommand::new("lxc-execute")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        return Some("lxc-execute is not installed (Debian package lxc)".into());
-    }
-    None
-}
 
 /// Assert that nothing a ledger recorded still exists.
 fn assert_all_gone(ledger: &Path) {
@@ -92,8 +77,7 @@ fn assert_all_gone(ledger: &Path) {
 
 #[test]
 fn lxc_runs_dd_zero_and_leaves_nothing() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("lxc") {
         return;
     }
     let sb = Sandbox::new();
@@ -158,8 +142,7 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn sigkill_then_cleanup_leaves_nothing() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("lxc") {
         return;
     }
     let sb = Sandbox::new();

@@ -145,13 +145,11 @@ fn remote_leftovers(s: &Sshd) -> Vec<PathBuf> {
 
 #[test]
 fn ssh_target_runs_dd_zero_and_removes_remote_files() {
-    let s = match start_sshd() {
-        Ok(s) => s,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
+    if common::skip_allowed("ssh") {
+        return;
+    }
+    let s =
+        start_sshd().unwrap_or_else(|why| panic!("an sshd on loopback is expected here: {why}"));
     let sb = Sandbox::new();
     let target = format!("ssh:root@127.0.0.1:{}", s.port);
     let out = sb
@@ -201,10 +199,10 @@ fn ssh_target_runs_dd_zero_and_removes_remote_files() {
 
 #[test]
 fn a_refusing_host_is_a_one_line_error_with_exit_2() {
-    if StdCommand::new("ssh").arg("-V").output().is_err() {
-        eprintln!("skipping: ssh is not installed (Debian package openssh-client)");
+    if common::skip_allowed("ssh") {
         return;
     }
+    common::require_tool("ssh", "openssh-client");
     // A port with nothing listening on loopback.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -234,13 +232,11 @@ fn a_refusing_host_is_a_one_line_error_with_exit_2() {
 
 #[test]
 fn sigkill_mid_run_leaves_nothing_remote_and_cleanup_the_rest() {
-    let s = match start_sshd() {
-        Ok(s) => s,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
+    if common::skip_allowed("ssh") {
+        return;
+    }
+    let s =
+        start_sshd().unwrap_or_else(|why| panic!("an sshd on loopback is expected here: {why}"));
     let sb = Sandbox::new();
     let reg = sb.path().join("registry");
     let target = format!("ssh:root@127.0.0.1:{}", s.port);

@@ -7,37 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{results_json, Sandbox};
-
-/// Why the VM targets cannot be tested here, if they cannot.
-fn unavailable(tool: &str) -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root (network namespaces, tap devices)".into());
-    }
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        // scripts/setup.sh installs them; try it once.
-        let _ = Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh"))
-            .status();
-        let again = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !again {
-            return Some(format!("{tool} is not installed and could not be"));
-        }
-    }
-    None
-}
 
 /// Everything of run `run_id` (target tag suffix `tag`) still present on the host.
 fn leftovers(run_id: &str, tags: &[&str]) -> Vec<String> {
@@ -165,8 +138,7 @@ fn check_run(j: &serde_json::Value, target: &str, technology: &str, cpus: u64) {
 
 #[test]
 fn uml_runs_dd_zero_and_leaves_nothing() {
-    if let Some(why) = unavailable("linux") {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("uml") {
         return;
     }
     let (j, _) = run_dd("uml", "2");
@@ -179,8 +151,7 @@ fn uml_runs_dd_zero_and_leaves_nothing() {
 
 #[test]
 fn qemu_tcg_runs_dd_zero_and_leaves_nothing() {
-    if let Some(why) = unavailable("qemu-system-x86_64") {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("qemu:tcg") {
         return;
     }
     let (j, _) = run_dd("qemu:tcg", "2");
@@ -192,10 +163,11 @@ fn qemu_tcg_runs_dd_zero_and_leaves_nothing() {
 
 #[test]
 fn debians_cloud_kernel_comes_out_of_its_bzimage_with_a_pvh_entry() {
-    let Ok(kernel) = virtmark::targets::qemu::kernel() else {
-        eprintln!("skipping: no guest kernel");
+    if common::skip_allowed("qemu:tcg") {
         return;
-    };
+    }
+    let kernel = virtmark::targets::qemu::kernel()
+        .unwrap_or_else(|why| panic!("the QEMU guest kernel is expected here: {why}"));
     let vmlinux = virtmark::targets::pvh::vmlinux(&kernel)
         .unwrap()
         .unwrap_or_else(|why| panic!("{}: {why}", kernel.display()));
@@ -259,8 +231,7 @@ fn kill_then_cleanup(target: &str, workload: &str, tag: &str) {
 
 #[test]
 fn uml_killed_mid_run_is_cleaned_up() {
-    if let Some(why) = unavailable("linux") {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("uml") {
         return;
     }
     kill_then_cleanup("uml", "dd-zero", "uml");
@@ -268,8 +239,7 @@ fn uml_killed_mid_run_is_cleaned_up() {
 
 #[test]
 fn qemu_tcg_killed_mid_run_is_cleaned_up() {
-    if let Some(why) = unavailable("qemu-system-x86_64") {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("qemu:tcg") {
         return;
     }
     // A network workload: the tap, its namespace and the peer are made too.
@@ -278,14 +248,23 @@ fn qemu_tcg_killed_mid_run_is_cleaned_up() {
 
 #[test]
 fn qemu_kvm_fails_clearly_where_kvm_cannot_boot_and_qemu_falls_back_to_tcg() {
-    if let Some(why) = unavailable("qemu-system-x86_64") {
-        eprintln!("skipping: {why}");
+    if common::skip_or_require("qemu:tcg") {
         return;
     }
-    if !Path::new("/sys/module/kvm_pvm").exists() {
-        eprintln!("skipping: this host's KVM is not kvm_pvm; the fallback is not exercised");
+    let verdict = Command::new(env!("CARGO_BIN_EXE_virtmark"))
+        .args(["targets", "--json", "qemu:kvm"])
+        .output()
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&verdict.stdout).unwrap();
+    if verdict[0]["available"] == true {
+        // A host whose KVM boots guests: `qemu` takes it, and says nothing of TCG.
+        assert!(!Path::new("/sys/module/kvm_pvm").exists(), "{verdict}");
+        let (j, stderr) = run_dd("qemu", "1");
+        assert!(!stderr.contains("using TCG"), "{stderr}");
+        assert!(j["targets"].is_array() || j["targets"].is_object(), "{j:#}");
         return;
     }
+    let why = verdict[0]["reason"].as_str().unwrap().to_string();
     let sb = Sandbox::new();
     let out = sb
         .cmd(&[
@@ -304,12 +283,12 @@ fn qemu_kvm_fails_clearly_where_kvm_cannot_boot_and_qemu_falls_back_to_tcg() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("KVM cannot boot a guest here"), "{err}");
+    assert!(err.contains("qemu:kvm") && err.contains(&why), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 
     let (j, stderr) = run_dd("qemu", "1");
     assert!(
-        stderr.contains("qemu: using TCG: KVM cannot boot"),
+        stderr.contains(&format!("qemu: using TCG: {why}")),
         "{stderr}"
     );
     check_run(&j, "qemu", "qemu", host_cpus());

@@ -174,3 +174,79 @@ pub fn created(ledger: &Path) -> Vec<virtmark::targets::ledger::Resource> {
         .filter_map(|v| serde_json::from_value::<virtmark::targets::ledger::Resource>(v).ok())
         .collect()
 }
+
+/// Whether the tests of `target` are skipped through the explicit allow-list
+/// `VIRTMARK_SKIP_TARGETS` (comma-separated target names); says so loudly.
+/// Nothing else skips a test: a target missing on this machine kind fails.
+pub fn skip_allowed(target: &str) -> bool {
+    let list = std::env::var("VIRTMARK_SKIP_TARGETS").unwrap_or_default();
+    let hit = list.split(',').map(str::trim).any(|t| t == target);
+    if hit {
+        eprintln!("SKIPPED {target}: allow-listed by VIRTMARK_SKIP_TARGETS={list}");
+    }
+    hit
+}
+
+/// Fail unless `virtmark targets` says `target` is available here (which, for
+/// the targets that can fail to start, means a test instance answered hello).
+pub fn require_target(target: &str) {
+    let out = Command::cargo_bin("virtmark")
+        .expect("binary")
+        .args(["targets", "--json", target])
+        .output()
+        .expect("virtmark targets runs");
+    assert!(
+        out.status.success(),
+        "virtmark targets {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("targets JSON");
+    let row = &rows[0];
+    assert!(
+        row["available"] == true,
+        "{target} is expected on this machine kind but is not available here: {}. \
+         scripts/setup.sh installs what it needs; to skip it anyway, say so with \
+         VIRTMARK_SKIP_TARGETS={target}",
+        row["reason"].as_str().unwrap_or("no reason given")
+    );
+}
+
+/// Fail unless running as root (CI runs as root; most targets need it).
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (namespaces, cgroups, taps): run it as root, as CI does"
+    );
+}
+
+/// Whether `cmd` is an executable on `PATH`.
+pub fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(cmd)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// Fail unless `cmd` is installed, naming its Debian package.
+pub fn require_tool(cmd: &str, package: &str) {
+    assert!(
+        on_path(cmd),
+        "{cmd} is not installed (Debian package {package}; scripts/setup.sh installs it)"
+    );
+}
+
+/// The start of every test of a target: `true` (skip, said loudly) only when
+/// `VIRTMARK_SKIP_TARGETS` names it; otherwise root and the target are
+/// required, and their absence fails the test with the reason.
+pub fn skip_or_require(target: &str) -> bool {
+    if skip_allowed(target) {
+        return true;
+    }
+    require_root();
+    require_target(target);
+    false
+}

@@ -45,8 +45,9 @@ pub struct Uml;
 /// The FP-state mediator (`fpshim.c`, built by `build.rs`).
 const FPSHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uml_fpshim.so"));
 
-/// The FP-state mediator as a file in the cache, written once per build.
-fn fpshim() -> Result<PathBuf> {
+/// The FP-state mediator as a file in the cache, written once per build: give
+/// it to `linux` as `LD_PRELOAD` (see `fpshim.c`).
+pub fn fpshim() -> Result<PathBuf> {
     super::cache::entry(
         "uml-fpshim",
         "so",
