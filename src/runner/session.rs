@@ -58,6 +58,7 @@ pub struct Session {
     scratch_root: PathBuf,
     peer: Option<PeerProcess>,
     host_cpus: usize,
+    toolchain: bool,
     finished: bool,
 }
 
@@ -177,6 +178,11 @@ impl Session {
             scratch_root,
             peer,
             host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            toolchain: plan
+                .workload_names()
+                .iter()
+                .chain(plan.scale.as_ref().map(|s| &s.workload))
+                .any(|w| crate::workloads::needs_host_toolchain(w)),
             finished: false,
         })
     }
@@ -222,6 +228,7 @@ impl Session {
             scratch: self.scratch_root.join(format!("{safe}{suffix}")),
             log: self.dir.path().join(format!("agent-{safe}{suffix}.log")),
             peer: self.peer.as_ref().map(|p| p.addr),
+            toolchain: self.toolchain,
         };
         let t0 = Instant::now();
         let mut instance = targets::driver(spec.kind).start(&env)?;

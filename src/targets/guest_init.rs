@@ -10,6 +10,8 @@
 //! - `virtmark.nomod=A,B`: but not these (the network's, when there is no NIC);
 //! - `virtmark.ip=A.B.C.D/N`: address of eth0;
 //! - `virtmark.disk=/dev/X`: ext4 scratch disk, mounted at /scratch;
+//! - `virtmark.toolchain=/dev/X` or `hostfs:DIR,…`: the host's toolchain,
+//!   read-only (see [`super::toolchain`]);
 //! - `virtmark.chan=/dev/X` or `virtmark.chan=port:NAME` (a virtio-serial port
 //!   found by name): the agent channel;
 //! - `virtmark.off=reboot`: leave by reboot(2) instead of power-off (QEMU with
@@ -97,6 +99,17 @@ fn init(how: &mut String) -> Result<()> {
         }
         None => "/tmp".to_string(),
     };
+    if let Some(spec) = opts.get("toolchain") {
+        let spec = if spec.starts_with("/dev/") {
+            wait_for(spec, Duration::from_secs(5))?
+        } else {
+            spec.clone()
+        };
+        super::toolchain::mount_in_guest(&spec)?;
+        // The kernel gives init no PATH; the build workload looks `cc` up in it.
+        std::env::set_var("PATH", super::toolchain::TOOLCHAIN_PATH);
+        mark("toolchain mounted");
+    }
     let chan = opts
         .get("chan")
         .context("no virtmark.chan= on the kernel command line")?;

@@ -33,7 +33,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::ledger::Resource;
-use super::{netns, peer::PeerProcess, rootfs, Driver, Guard, Instance, StartEnv};
+use super::{netns, peer::PeerProcess, rootfs, toolchain, Driver, Guard, Instance, StartEnv};
 
 /// The LXC driver.
 pub struct Lxc;
@@ -110,7 +110,16 @@ impl Driver for Lxc {
         let files = libs
             .join()
             .map_err(|_| anyhow::anyhow!("finding the agent's libraries panicked"))??;
-        let mounts = build_root(&files, &root)?;
+        let mut mounts = build_root(&files, &root)?;
+        if env.toolchain {
+            let t = toolchain::HostToolchain::of_host();
+            t.prepare_root(&root)?;
+            mounts.extend(
+                t.dirs
+                    .iter()
+                    .map(|d| (d.clone(), d.strip_prefix("/").unwrap_or(d).to_path_buf())),
+            );
+        }
 
         let mut peer = None;
         let net = match env.peer {
@@ -284,6 +293,11 @@ pub fn config(c: &ConfigInput) -> Result<String> {
     // Required on this host: the default profile blocks the container's mounts.
     line("lxc.apparmor.profile", "unconfined");
     line("lxc.environment", "container=lxc");
+    // lxc-execute's init gives the agent no PATH; `build` looks `cc` up in it.
+    line(
+        "lxc.environment",
+        &format!("PATH={}", super::toolchain::TOOLCHAIN_PATH),
+    );
     line(
         "lxc.net.0.type",
         if c.shared_net { "none" } else { "empty" },

@@ -29,6 +29,7 @@ pub mod qemu;
 pub mod rootfs;
 pub mod rtnl;
 pub mod ssh;
+pub mod toolchain;
 pub mod uml;
 pub mod verify;
 
@@ -128,6 +129,9 @@ pub struct StartEnv<'a> {
     pub cpuset: Option<Vec<usize>>,
     /// Memory the target gets, bytes (default: 2 GiB as the studies gave their guests).
     pub memory: u64,
+    /// Show the host's compiler toolchain read-only inside (see
+    /// [`toolchain::HostToolchain`]), for the workloads that compile.
+    pub toolchain: bool,
 }
 
 impl StartEnv<'_> {

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::cgroup::{self, Limits};
 use super::ledger::Resource;
 use super::peer::PeerProcess;
-use super::{netns, rootfs, rtnl, Driver, Guard, Instance, StartEnv};
+use super::{netns, rootfs, rtnl, toolchain, Driver, Guard, Instance, StartEnv};
 
 /// Which OCI runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +205,10 @@ pub fn prepare(
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     link_agent_root(env.exe, &rootfs_dir)?;
+    let tools = env.toolchain.then(toolchain::HostToolchain::of_host);
+    if let Some(t) = &tools {
+        t.prepare_root(&rootfs_dir)?;
+    }
 
     // Without network workloads crun and runc make the container a fresh network
     // namespace (loopback up), which dies with it; gVisor's host network mode
@@ -256,6 +260,7 @@ pub fn prepare(
         limits,
         cpus_list: &cpus_list,
         flavor,
+        toolchain: tools.as_ref(),
     });
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
         .context("writing config.json")?;
@@ -375,6 +380,8 @@ pub struct SpecInput<'a> {
     pub cpus_list: &'a str,
     /// Runtime flavour.
     pub flavor: &'a SpecFlavor,
+    /// The host's toolchain, bound read-only, when a workload compiles.
+    pub toolchain: Option<&'a toolchain::HostToolchain>,
 }
 
 /// The OCI runtime spec (version 1.0.2) for the agent.
@@ -406,6 +413,10 @@ pub fn spec(i: &SpecInput) -> Value {
         json!({"destination": "/scratch", "type": "bind", "source": i.scratch,
                "options": ["rbind", "rw"]}),
     ];
+    for d in i.toolchain.map(|t| t.dirs.as_slice()).unwrap_or_default() {
+        mounts.push(json!({"destination": d, "type": "bind", "source": d,
+                           "options": ["rbind", "ro", "nosuid", "nodev"]}));
+    }
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -498,6 +509,7 @@ mod tests {
             },
             cpus_list: "0,1",
             flavor: &SpecFlavor::Oci,
+            toolchain: None,
         });
         assert_eq!(s["process"]["terminal"], false);
         assert_eq!(s["process"]["args"][0], "/virtmark");
@@ -513,6 +525,7 @@ mod tests {
         assert!(m
             .iter()
             .any(|m| m["destination"] == "/scratch" && m["source"] == "/tmp/b/data"));
+        assert!(!m.iter().any(|m| m["destination"] == "/usr"));
         assert!(s["linux"]["maskedPaths"]
             .as_array()
             .unwrap()

@@ -525,13 +525,26 @@ impl Driver for Qemu {
             Some(site) => format!("virtmark.ip={}/{}", site.guest_ip, netns::PREFIX),
             None => format!("virtmark.nomod={}", NET_MODULES.join(",")),
         };
+        // The host's toolchain on a second disk (/dev/vdb), when a workload compiles.
+        let tools = if env.toolchain {
+            let img = super::toolchain::guest_image()?;
+            phases.mark("toolchain image");
+            Some(img)
+        } else {
+            None
+        };
+        let tools_word = if tools.is_some() {
+            "virtmark.toolchain=/dev/vdb"
+        } else {
+            ""
+        };
         let log = phases.log(&env.log, self.name())?;
 
         let append = format!(
             "console=ttyS0 reboot=t panic=-1 quiet tsc=reliable i8042.noaux i8042.nokbd \
              {BOOT_ONLY_ARGS} rdinit=/virtmark \
              virtmark.modules={} {net_words} virtmark.disk=/dev/vda \
-             virtmark.chan=port:virtmark virtmark.off=reboot {} {} -- agent --init",
+             virtmark.chan=port:virtmark virtmark.off=reboot {tools_word} {} {} -- agent --init",
             initramfs::MODULE_DIR,
             lapic_timer_arg(&k).unwrap_or_default(),
             extra_kernel_args(),
@@ -565,8 +578,16 @@ impl Driver for Qemu {
             ])
             .arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=d0", image.display()))
-            .args(["-device", "virtio-blk-pci,drive=d0"])
-            .stdin(Stdio::piped())
+            .args(["-device", "virtio-blk-pci,drive=d0"]);
+        if let Some(img) = &tools {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,id=d1,readonly=on",
+                    img.display()
+                ))
+                .args(["-device", "virtio-blk-pci,drive=d1"]);
+        }
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         if let Some(site) = &site {

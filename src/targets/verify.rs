@@ -151,6 +151,7 @@ fn greet(
         cpus: 1,
         cpuset: None,
         memory: MEMORY,
+        toolchain: false,
     };
     let answered = start(&env).and_then(|mut instance| {
         let r = hello(&mut instance);

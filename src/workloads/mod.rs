@@ -303,6 +303,12 @@ pub fn find(name: &str) -> Option<&'static Workload> {
         .find(|w| w.name == name)
 }
 
+/// Whether workload `name` compiles with the host's toolchain, which the
+/// targets then show read-only inside (`build`).
+pub fn needs_host_toolchain(name: &str) -> bool {
+    name == build::BUILD.name
+}
+
 /// Names of every workload, for error messages.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|w| w.name).collect()

@@ -127,6 +127,10 @@ impl Driver for Uml {
         let root = dir.join("root");
         let mut phases = Phases::new();
         build_root(env.exe, &root)?;
+        let tools = env.toolchain.then(super::toolchain::HostToolchain::of_host);
+        if let Some(t) = &tools {
+            t.prepare_root(&root)?;
+        }
         phases.mark("root");
         let image = dir.join("scratch.img");
         scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
@@ -171,6 +175,7 @@ impl Driver for Uml {
             .arg("quiet")
             .args(super::qemu::extra_kernel_args().split_whitespace())
             .arg(format!("virtmark.ip={}/{}", site.guest_ip, netns::PREFIX))
+            .args(tools.as_ref().map(super::toolchain::hostfs_arg))
             .args([
                 "virtmark.disk=/dev/ubda",
                 "virtmark.chan=/dev/ttyS0",
