@@ -232,7 +232,7 @@ fn relative_chart(
 
     let mut desc = format!(
         "Bar chart. For each {class} workload, one bar per target: its median result divided by native's \
-         (1.0 = native, higher is better), with the bootstrap 95% confidence interval as an error bar."
+         (1.0 = native, higher is better), with its distribution-free 95% interval as an error bar."
     );
     for w in groups {
         let _ = write!(desc, " {}:", w.name);
@@ -456,8 +456,8 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
         "lower is better"
     };
     let mut desc = format!(
-        "Horizontal bar chart of the median {metric} in {unit} ({better}) per target, with the bootstrap 95% \
-         confidence interval as an error bar and each kept sample as a dot."
+        "Horizontal bar chart of the median {metric} in {unit} ({better}) per target, with the distribution-free \
+         95% interval of the median as an error bar and each kept sample as a dot."
     );
     for (i, t) in &all {
         match w.cells[*i] {
