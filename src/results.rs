@@ -543,11 +543,19 @@ mod tests {
         assert_eq!(nat.samples, vec![100.0, 110.0, 90.0]);
         assert_eq!(nat.discarded, vec![1.0]);
         assert_eq!(nat.ratio_to_native, None);
+        // 3 kept samples: the median's interval is their range, at its real 75%.
+        assert_eq!((nat.n, nat.ci_low, nat.ci_high), (3, 90.0, 110.0));
+        assert!((nat.ci_level - 0.75).abs() < 1e-12);
         let other = rs
             .iter()
             .find(|r| r.target == "other" && r.metric == "throughput")
             .unwrap();
         assert_eq!(other.ratio_to_native, Some(0.5));
+        // 3 and 3: the range of the 9 pairwise ratios, at 1 − 2/20 = 90%.
+        assert!((other.ratio_ci_level.unwrap() - 0.9).abs() < 1e-12);
+        assert!((other.ratio_ci_low.unwrap() - 45.0 / 110.0).abs() < 1e-12);
+        assert!((other.ratio_ci_high.unwrap() - 55.0 / 90.0).abs() < 1e-12);
+        assert!(!other.about_native() && other.significantly_slower());
         let time = rs
             .iter()
             .find(|r| r.target == "other" && r.metric == "time")

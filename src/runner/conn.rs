@@ -215,6 +215,25 @@ mod tests {
     }
 
     #[test]
+    fn console_noise_is_counted_and_an_unreadable_answer_fails_the_request() {
+        let (_req_r, req_w) = std::io::pipe().unwrap();
+        let (resp_r, mut resp_w) = std::io::pipe().unwrap();
+        let mut c = AgentConn::new(Box::new(req_w), Box::new(resp_r));
+        // Two lines of kernel noise, then a protocol line of the right version
+        // whose content is not an answer.
+        resp_w
+            .write_all(b"[    0.1] console noise\nmore noise\n{\"v\":1,\"type\":\"nonsense\"}\n")
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let e = c
+            .request(&Request::Hello, Duration::from_secs(5), &stop, |_, _| {})
+            .unwrap_err();
+        assert_eq!(e.kind(), "protocol", "{e}");
+        assert!(e.to_string().contains("unreadable answer"), "{e}");
+        assert_eq!(c.skipped(), 2);
+    }
+
+    #[test]
     fn a_silent_agent_misses_its_deadline() {
         let (_req_r, req_w) = std::io::pipe().unwrap();
         let (resp_r, _resp_w) = std::io::pipe().unwrap();

@@ -418,3 +418,62 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_rotate_workloads_shuffle_targets_and_replay_from_the_seed() {
+        let (nw, nt) = (16, 8);
+        let a: Vec<_> = (0..12).map(|r| round_order(7, r, nw, nt, |_, _| true)).collect();
+        let b: Vec<_> = (0..12).map(|r| round_order(7, r, nw, nt, |_, _| true)).collect();
+        assert_eq!(a, b, "the same seed replays the same order");
+        let c: Vec<_> = (0..12).map(|r| round_order(8, r, nw, nt, |_, _| true)).collect();
+        assert_ne!(a, c);
+        for (r, order) in a.iter().enumerate() {
+            assert_eq!(order.len(), nw * nt, "every pair once per round");
+            assert_eq!(order[0].0, r % nw, "workloads rotate");
+        }
+        // No target has a fixed place: each is seen at several positions within
+        // its workload, and target 0 does not always follow the same target.
+        for t in 0..nt {
+            let places: std::collections::BTreeSet<usize> = a
+                .iter()
+                .flat_map(|o| o.chunks(nt).map(|ch| ch.iter().position(|p| p.1 == t).unwrap()))
+                .collect();
+            assert!(places.len() >= 4, "target {t} at {places:?}");
+        }
+        let before_0: std::collections::BTreeSet<usize> = a
+            .iter()
+            .flat_map(|o| o.windows(2).filter(|w| w[1].1 == 0).map(|w| w[0].1).collect::<Vec<_>>())
+            .collect();
+        assert!(before_0.len() >= 4, "{before_0:?}");
+        // Inactive pairs drop out without changing the others' relative order.
+        let some = round_order(7, 3, nw, nt, |w, t| (w + t) % 3 != 0);
+        let kept: Vec<_> = a[3].iter().copied().filter(|&(w, t)| (w + t) % 3 != 0).collect();
+        assert_eq!(some, kept);
+    }
+
+    fn cell(kept: &[f64]) -> Cell {
+        Cell {
+            kept: kept.to_vec(),
+            hib: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn precise_needs_the_level_and_the_width() {
+        let base = cell(&[100.0, 100.5, 99.5, 100.2]);
+        // 4 and 4 samples within 1% of each other: level 0.971, within ±3%.
+        assert!(precise(&cell(&[90.0, 90.4, 89.8, 90.1]), Some(&base), 0.03));
+        // 3 and 4: level 1 − 2/35 ≈ 0.943 < 95%, however tight.
+        assert!(!precise(&cell(&[90.0, 90.4, 89.8]), Some(&base), 0.03));
+        // Tight enough for ±3% but not for ±0.1%.
+        assert!(!precise(&cell(&[90.0, 90.4, 89.8, 90.1]), Some(&base), 0.001));
+        // Without a baseline: the median's own interval (6 values reach 96.9%).
+        assert!(precise(&cell(&[10.0, 10.1, 9.9, 10.0, 10.05, 9.95]), None, 0.03));
+        assert!(!precise(&cell(&[10.0, 10.1, 9.9, 10.0, 10.05]), None, 0.03));
+    }
+}

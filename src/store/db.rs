@@ -705,6 +705,8 @@ mod tests {
                    rep INTEGER, discarded INTEGER, at TEXT, elapsed_s REAL, notes_json TEXT);
                  CREATE TABLE failures (run_id TEXT, target TEXT, workload TEXT, rep INTEGER,
                    kind TEXT, message TEXT);
+                 CREATE TABLE targets (run_id TEXT, name TEXT, startup_s REAL, fingerprint_json TEXT,
+                   PRIMARY KEY (run_id, name));
                  INSERT INTO samples VALUES (1, 'r', 'native', 'dd-zero', 0, 0, 't', 1.0, '[]');",
             )
             .unwrap();
