@@ -532,7 +532,7 @@ pub(crate) fn p99_text(e: &IsolationEntry) -> String {
 
 fn gm_cell(g: Option<&super::view::GeoMean>) -> String {
     match g {
-        Some(g) => format!("{}× <span class=\"note\">({})</span>", esc(&g.text()), g.n),
+        Some(g) => format!("{} <span class=\"note\">({})</span>", esc(&g.text()), g.n),
         None => "–".into(),
     }
 }
@@ -639,7 +639,7 @@ fn per_workload(ctx: &Ctx) -> Option<String> {
         let _ = writeln!(
             h,
             "<div class=\"scroll\"><table class=\"results\"><thead><tr><th>target</th><th>median ({u})</th>\
-             <th>95% CI ({u})</th><th>min–max ({u})</th><th>CoV</th><th>n</th><th>ratio to native [95% CI]</th></tr></thead><tbody>",
+             <th>CI ({u})</th><th>min–max ({u})</th><th>CoV</th><th>n</th><th>ratio to native [interval]</th></tr></thead><tbody>",
             u = esc(unit)
         );
         for (ti, t) in v.targets.iter().enumerate() {

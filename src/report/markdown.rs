@@ -82,7 +82,7 @@ pub fn render(view: &View) -> String {
             let mut cells = vec![cell(&s.target)];
             let gm = |g: &Option<super::view::GeoMean>| {
                 g.as_ref()
-                    .map(|g| format!("{}× ({})", g.text(), g.n))
+                    .map(|g| format!("{} ({})", g.text(), g.n))
                     .unwrap_or_else(|| "–".into())
             };
             cells.extend(classes.iter().map(|(ci, _)| gm(&s.by_class[*ci])));
@@ -160,7 +160,7 @@ pub fn render(view: &View) -> String {
         let unit = head.map(|r| r.unit.clone()).unwrap_or_default();
         let (med, ci, range) = (
             format!("median ({})", cell(&unit)),
-            format!("95% CI ({})", cell(&unit)),
+            format!("CI ({})", cell(&unit)),
             format!("min–max ({})", cell(&unit)),
         );
         header(

@@ -45,17 +45,17 @@ pub struct GeoMean {
 }
 
 impl GeoMean {
-    /// `0.87 [0.85–0.90]`, or `≈ 1.00 [0.98–1.02]` when the interval holds 1.
+    /// `0.87× [0.85–0.90]`, or `≈ 1.00× [0.98–1.02]` when the interval holds 1.
     pub fn text(&self) -> String {
         match self.ci {
             Some((lo, hi)) => format!(
-                "{}{} [{}–{}]",
+                "{}{}× [{}–{}]",
                 if lo <= 1.0 && 1.0 <= hi { "≈ " } else { "" },
                 fmt_ratio(self.value),
                 fmt_ratio(lo),
                 fmt_ratio(hi)
             ),
-            None => fmt_ratio(self.value),
+            None => format!("{}×", fmt_ratio(self.value)),
         }
     }
 }
@@ -699,6 +699,31 @@ impl<'a> View<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_whose_interval_holds_one_reads_about_native() {
+        let mut run = crate::report::testing::synthetic_run(2, 1, 6);
+        let i = run
+            .results
+            .iter()
+            .position(|r| r.target == "ns" && r.headline)
+            .unwrap();
+        let r = &mut run.results[i];
+        (r.ratio_ci_low, r.ratio_ci_high, r.ratio_ci_level) = (Some(0.97), Some(1.02), Some(0.9));
+        assert_eq!(ratio_text(r, "×").unwrap(), "≈ native [0.97–1.02] (90%)");
+        assert!(!r.significantly_slower());
+        (r.ratio_ci_low, r.ratio_ci_high, r.ratio_ci_level) = (Some(0.85), Some(0.95), Some(0.97));
+        let v = r.ratio_to_native.unwrap();
+        assert_eq!(
+            ratio_text(r, "×").unwrap(),
+            format!("×{} [0.85–0.95]", fmt_ratio(v))
+        );
+        // Only slowdowns whose interval lies below 1 are listed.
+        let view = View::new(&run);
+        assert_eq!(view.slowdowns.len(), 1);
+        run.results[i].ratio_ci_high = Some(1.01);
+        assert!(View::new(&run).slowdowns.is_empty());
+    }
 
     #[test]
     fn geometric_mean_against_hand_computed_values() {
