@@ -463,7 +463,11 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
                 Some(b) => {
                     let r = stats::ratio(s.median, stats::median(&b.kept), a.hib);
                     let ci = stats::ratio_ci(&a.kept, &b.kept, a.hib, stats::LEVEL);
-                    let (lo, hi) = if ci.exists() { (ci.low, ci.high) } else { (r, r) };
+                    let (lo, hi) = if ci.exists() {
+                        (ci.low, ci.high)
+                    } else {
+                        (r, r)
+                    };
                     (Some(r), Some(lo), Some(hi), Some(ci.level))
                 }
                 None => (None, None, None, None),

@@ -682,7 +682,10 @@ mod tests {
         let (mut hits, mut level) = (0usize, f64::NAN);
         for _ in 0..SETS {
             let ci = interval(rng);
-            assert!(level.is_nan() || level == ci.level, "the level depends on n only");
+            assert!(
+                level.is_nan() || level == ci.level,
+                "the level depends on n only"
+            );
             level = ci.level;
             hits += usize::from(ci.holds(truth));
         }

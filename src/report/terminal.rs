@@ -310,7 +310,8 @@ mod tests {
                 message: long.clone(),
                 ..Default::default()
             });
-            run.results.retain(|r| !(r.target == "uml" && r.workload == w));
+            run.results
+                .retain(|r| !(r.target == "uml" && r.workload == w));
         }
         run.targets[6].skipped_lines = 12;
         run.targets[6].restarts = 1;
@@ -321,7 +322,10 @@ mod tests {
         assert_eq!(out.matches("DNR [2]").count(), 2, "{out}");
         assert!(out.contains(&format!("[2] target_failed: {long}")), "{out}");
         assert!(out.contains("DNR [1]"), "{out}");
-        assert!(out.contains("uml: 12 console line(s) skipped, 1 restart(s)"), "{out}");
+        assert!(
+            out.contains("uml: 12 console line(s) skipped, 1 restart(s)"),
+            "{out}"
+        );
         assert!(out.contains("×0.") && out.contains("≈ native"), "{out}");
         // Wider terminals show more.
         assert!(render_width(&run, 200).contains("n=5 CoV"));

@@ -443,7 +443,11 @@ pub fn ratio_text(r: &ResultEntry, prefix: &str) -> Option<String> {
         Some(ci) => format!(
             "{}{} [{}–{}]{}",
             if ci.holds(1.0) { "≈ native" } else { prefix },
-            if ci.holds(1.0) { String::new() } else { fmt_ratio(v) },
+            if ci.holds(1.0) {
+                String::new()
+            } else {
+                fmt_ratio(v)
+            },
             fmt_ratio(ci.low),
             fmt_ratio(ci.high),
             level_note(ci.level)

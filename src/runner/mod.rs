@@ -139,11 +139,16 @@ pub fn round_order(
     for k in 0..workloads {
         let wi = (k + round as usize) % workloads;
         let mut rng = fastrand::Rng::with_seed(
-            (u64::from(seed) << 32 | u64::from(round)) ^ (wi as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            (u64::from(seed) << 32 | u64::from(round))
+                ^ (wi as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
         let mut ts: Vec<usize> = (0..targets).collect();
         rng.shuffle(&mut ts);
-        out.extend(ts.into_iter().filter(|&ti| active(wi, ti)).map(|ti| (wi, ti)));
+        out.extend(
+            ts.into_iter()
+                .filter(|&ti| active(wi, ti))
+                .map(|ti| (wi, ti)),
+        );
     }
     out
 }
@@ -412,7 +417,11 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
     progress.done();
     for (ti, a) in agents.into_iter().enumerate() {
         if let Some(a) = a {
-            s.note_channel(&target_names[ti], skipped_before[ti] + a.conn.skipped(), restarts[ti])?;
+            s.note_channel(
+                &target_names[ti],
+                skipped_before[ti] + a.conn.skipped(),
+                restarts[ti],
+            )?;
             a.stop();
         }
     }
@@ -426,10 +435,16 @@ mod tests {
     #[test]
     fn rounds_rotate_workloads_shuffle_targets_and_replay_from_the_seed() {
         let (nw, nt) = (16, 8);
-        let a: Vec<_> = (0..12).map(|r| round_order(7, r, nw, nt, |_, _| true)).collect();
-        let b: Vec<_> = (0..12).map(|r| round_order(7, r, nw, nt, |_, _| true)).collect();
+        let a: Vec<_> = (0..12)
+            .map(|r| round_order(7, r, nw, nt, |_, _| true))
+            .collect();
+        let b: Vec<_> = (0..12)
+            .map(|r| round_order(7, r, nw, nt, |_, _| true))
+            .collect();
         assert_eq!(a, b, "the same seed replays the same order");
-        let c: Vec<_> = (0..12).map(|r| round_order(8, r, nw, nt, |_, _| true)).collect();
+        let c: Vec<_> = (0..12)
+            .map(|r| round_order(8, r, nw, nt, |_, _| true))
+            .collect();
         assert_ne!(a, c);
         for (r, order) in a.iter().enumerate() {
             assert_eq!(order.len(), nw * nt, "every pair once per round");
@@ -440,18 +455,30 @@ mod tests {
         for t in 0..nt {
             let places: std::collections::BTreeSet<usize> = a
                 .iter()
-                .flat_map(|o| o.chunks(nt).map(|ch| ch.iter().position(|p| p.1 == t).unwrap()))
+                .flat_map(|o| {
+                    o.chunks(nt)
+                        .map(|ch| ch.iter().position(|p| p.1 == t).unwrap())
+                })
                 .collect();
             assert!(places.len() >= 4, "target {t} at {places:?}");
         }
         let before_0: std::collections::BTreeSet<usize> = a
             .iter()
-            .flat_map(|o| o.windows(2).filter(|w| w[1].1 == 0).map(|w| w[0].1).collect::<Vec<_>>())
+            .flat_map(|o| {
+                o.windows(2)
+                    .filter(|w| w[1].1 == 0)
+                    .map(|w| w[0].1)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         assert!(before_0.len() >= 4, "{before_0:?}");
         // Inactive pairs drop out without changing the others' relative order.
         let some = round_order(7, 3, nw, nt, |w, t| (w + t) % 3 != 0);
-        let kept: Vec<_> = a[3].iter().copied().filter(|&(w, t)| (w + t) % 3 != 0).collect();
+        let kept: Vec<_> = a[3]
+            .iter()
+            .copied()
+            .filter(|&(w, t)| (w + t) % 3 != 0)
+            .collect();
         assert_eq!(some, kept);
     }
 
@@ -471,9 +498,17 @@ mod tests {
         // 3 and 4: level 1 − 2/35 ≈ 0.943 < 95%, however tight.
         assert!(!precise(&cell(&[90.0, 90.4, 89.8]), Some(&base), 0.03));
         // Tight enough for ±3% but not for ±0.1%.
-        assert!(!precise(&cell(&[90.0, 90.4, 89.8, 90.1]), Some(&base), 0.001));
+        assert!(!precise(
+            &cell(&[90.0, 90.4, 89.8, 90.1]),
+            Some(&base),
+            0.001
+        ));
         // Without a baseline: the median's own interval (6 values reach 96.9%).
-        assert!(precise(&cell(&[10.0, 10.1, 9.9, 10.0, 10.05, 9.95]), None, 0.03));
+        assert!(precise(
+            &cell(&[10.0, 10.1, 9.9, 10.0, 10.05, 9.95]),
+            None,
+            0.03
+        ));
         assert!(!precise(&cell(&[10.0, 10.1, 9.9, 10.0, 10.05]), None, 0.03));
     }
 }

@@ -427,7 +427,8 @@ impl Db {
                         instances: r.get(9)?,
                         instance: r.get(10)?,
                         stressor: r.get(11)?,
-                        position: match (r.get::<_, Option<u32>>(12)?, r.get::<_, Option<u32>>(13)?) {
+                        position: match (r.get::<_, Option<u32>>(12)?, r.get::<_, Option<u32>>(13)?)
+                        {
                             (Some(round), Some(slot)) => {
                                 Some(crate::results::Position { round, slot })
                             }
