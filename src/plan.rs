@@ -215,7 +215,7 @@ fn default_max_time() -> Dur {
 /// Default cap on repetitions of one (target, workload) under `auto`.
 pub const MAX_REPS: u32 = 8;
 /// Default cap on the time of one (target, workload) under `auto`.
-pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(6);
+pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 fn default_deadline() -> Dur {
     Dur(std::time::Duration::from_secs(600))
 }

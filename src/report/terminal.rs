@@ -82,8 +82,8 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     header.extend(targets.iter().map(Cell::new));
     table.set_header(header);
     // One space before the content and none after: eight targets then fit.
-    for c in table.column_iter_mut() {
-        c.set_padding((1, 0));
+    for (i, c) in table.column_iter_mut().enumerate() {
+        c.set_padding((1, u16::from(i == 0)));
     }
     let mut notes: Vec<String> = Vec::new();
     let mut note = |text: String| -> usize {
