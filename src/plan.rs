@@ -160,8 +160,10 @@ pub struct RunSection {
     /// Auto: no new repetition of a (target, workload) once its samples took this
     /// long together (warm-ups included) and one is kept, even before `reps`: a
     /// slow target then gets fewer samples and says so with a lower level.
-    #[serde(default = "default_max_time", rename = "max-time")]
-    pub max_time: Dur,
+    /// Default: 5 s with the quick preset, 30 min with the faithful one (whose
+    /// single samples take up to 5 min).
+    #[serde(default, rename = "max-time", skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<Dur>,
     /// Seed of the order of the overhead step's rounds (targets shuffled,
     /// workloads rotated); drawn and recorded when absent, so a run can be
     /// replayed in the same order.
@@ -208,14 +210,23 @@ fn default_precision() -> f64 {
 fn default_max_reps() -> u32 {
     MAX_REPS
 }
-fn default_max_time() -> Dur {
-    Dur(MAX_TIME)
-}
 
 /// Default cap on repetitions of one (target, workload) under `auto`.
 pub const MAX_REPS: u32 = 8;
-/// Default cap on the time of one (target, workload) under `auto`.
+/// Default cap on the time of one (target, workload) under `auto`, quick preset.
 pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// The same for the faithful preset.
+pub const MAX_TIME_FAITHFUL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+impl RunSection {
+    /// The `auto` time cap of one (target, workload): as planned, else by preset.
+    pub fn max_time(&self) -> Dur {
+        self.max_time.unwrap_or(Dur(match self.preset {
+            Preset::Quick => MAX_TIME,
+            Preset::Faithful => MAX_TIME_FAITHFUL,
+        }))
+    }
+}
 fn default_deadline() -> Dur {
     Dur(std::time::Duration::from_secs(600))
 }
@@ -229,7 +240,7 @@ impl Default for RunSection {
             auto: default_auto(),
             precision: default_precision(),
             max_reps: default_max_reps(),
-            max_time: default_max_time(),
+            max_time: None,
             seed: None,
             duration: None,
             deadline: default_deadline(),
@@ -276,7 +287,8 @@ discard = 1
 auto = true
 precision = 0.03
 max-reps = {max_reps}
-max-time = "{max_time}s"
+# max-time default: {max_time}s quick, 30m faithful.
+# max-time = "{max_time}s"
 # The order of each round is drawn from this seed (recorded in every run's plan).
 # seed = 1234
 # Run time of time-based workloads (default: 1s quick, 10s faithful).

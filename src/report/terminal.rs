@@ -154,7 +154,7 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
                 "repeated until each ratio is known to ±{}% (at most {} repetitions or {} each)",
                 p.precision * 100.0,
                 p.max_reps,
-                p.max_time
+                p.max_time()
             )
         } else {
             format!("{} repetitions, first {} discarded", p.reps, p.discard)

@@ -685,7 +685,7 @@ impl<'a> View<'a> {
                 p.reps,
                 p.precision * 100.0,
                 p.max_reps,
-                p.max_time
+                p.max_time()
             )
         } else {
             format!("{} repetitions", p.reps)

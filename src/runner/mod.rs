@@ -116,6 +116,7 @@ pub fn resolve_overhead(plan: &mut Plan) -> Result<()> {
         plan.run.workloads = Some(plan.workload_names());
     }
     plan.run.duration = Some(plan.duration());
+    plan.run.max_time = Some(plan.run.max_time());
     if plan.run.seed.is_none() {
         plan.run.seed = Some(fastrand::u32(..));
     }
@@ -211,7 +212,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             "auto: until each ratio's 95% interval is within ±{}%, at most {} repetition(s) or {} each",
             r.precision * 100.0,
             r.max_reps,
-            r.max_time
+            r.max_time()
         )
     } else {
         "fixed".into()
@@ -270,7 +271,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                             false
                         } else if c.kept.is_empty() {
                             true
-                        } else if c.time_s >= r.max_time.get().as_secs_f64() {
+                        } else if c.time_s >= r.max_time().get().as_secs_f64() {
                             false
                         } else {
                             c.attempts < r.reps || more()
