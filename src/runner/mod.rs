@@ -199,7 +199,7 @@ fn precise(cell: &Cell, base: Option<&Cell>, precision: f64) -> bool {
 ///
 /// Rounds: in each, every (target, workload) still to be measured runs once, in
 /// the order of [`round_order`]. A (target, workload) is measured `reps` times;
-/// with `auto`, then again until [`precise`] or a cap. Every sample records its
+/// with `auto`, then again until its ratio is precise enough or a cap. Every sample records its
 /// round and slot. After a target is restarted (DNR), its next sample is a
 /// warm-up and is discarded.
 pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> Result<()> {
