@@ -776,6 +776,11 @@ fn environment(ctx: &Ctx) -> Option<String> {
     }
     let _ = writeln!(h, "</tbody></table>");
     for t in &run.targets {
+        if let Some(l) = super::view::channel_losses(t) {
+            let _ = writeln!(h, "<p class=\"note\">{}: {}</p>", esc(&t.name), esc(&l));
+        }
+    }
+    for t in &run.targets {
         if let Some(fp) = &t.fingerprint {
             let _ = writeln!(
                 h,

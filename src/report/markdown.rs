@@ -237,7 +237,7 @@ pub fn render(view: &View) -> String {
     for t in &run.targets {
         let _ = writeln!(
             o,
-            "- target {}: {}{}",
+            "- target {}: {}{}{}",
             cell(&t.name),
             t.fingerprint
                 .as_ref()
@@ -252,6 +252,9 @@ pub fn render(view: &View) -> String {
                 .unwrap_or_else(|| "no fingerprint recorded".into()),
             t.startup_s
                 .map(|s| format!(", start-up {s:.2} s"))
+                .unwrap_or_default(),
+            super::view::channel_losses(t)
+                .map(|l| format!("; {l}"))
                 .unwrap_or_default()
         );
     }

@@ -166,13 +166,7 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     let lost: Vec<String> = run
         .targets
         .iter()
-        .filter(|t| t.skipped_lines > 0 || t.restarts > 0)
-        .map(|t| {
-            format!(
-                "{}: {} console line(s) skipped, {} restart(s)",
-                t.name, t.skipped_lines, t.restarts
-            )
-        })
+        .filter_map(|t| Some(format!("{}: {}", t.name, super::view::channel_losses(t)?)))
         .collect();
     if !lost.is_empty() {
         out.push_str(&format!("\n{}", lost.join("; ")));

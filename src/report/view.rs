@@ -414,6 +414,17 @@ fn isolation_view<'a>(run: &'a RunRecord, targets: &[String]) -> Option<Isolatio
     })
 }
 
+/// What a target's channel lost, `12 console line(s) skipped, 1 restart(s)`, or
+/// `None` when nothing.
+pub fn channel_losses(t: &crate::results::TargetRecord) -> Option<String> {
+    (t.skipped_lines > 0 || t.restarts > 0).then(|| {
+        format!(
+            "{} console line(s) skipped, {} restart(s)",
+            t.skipped_lines, t.restarts
+        )
+    })
+}
+
 /// A ratio with two decimals (`0.21`), or `–`.
 pub fn fmt_ratio(r: f64) -> String {
     if r.is_finite() {
