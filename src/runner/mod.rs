@@ -255,12 +255,15 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             for pass in [false, true] {
                 for ti in (0..nt).filter(|&ti| (Some(ti) == native) == pass) {
                     let c = &cells[wi][ti];
+                    let live = |o: usize| dead[o].is_none() && cells[wi][o].skip.is_none();
                     let more = || {
-                        if Some(ti) == native {
-                            !precise(c, None, r.precision)
-                                || (0..nt).any(|o| o != ti && active[wi][o])
+                        let others: Vec<usize> = (0..nt).filter(|&o| o != ti && live(o)).collect();
+                        if Some(ti) == native && !others.is_empty() {
+                            // Native serves the others' ratios: it goes on while they do.
+                            others.iter().any(|&o| active[wi][o])
                         } else {
-                            !precise(c, native.map(|n| &cells[wi][n]), r.precision)
+                            let base = native.filter(|&n| n != ti && live(n));
+                            !precise(c, base.map(|n| &cells[wi][n]), r.precision)
                         }
                     };
                     active[wi][ti] = dead[ti].is_none()
