@@ -335,3 +335,52 @@ fn more_cpus_or_memory_than_the_host_has_is_refused() {
         "run.memory = 64TiB",
     );
 }
+
+#[test]
+fn the_first_sample_after_a_restart_is_a_discarded_warm_up() {
+    let sb = Sandbox::new();
+    // dd-zero runs 3 s against a 1.5 s deadline: a DNR every time, and the
+    // target (native's agent) restarts. Workloads rotate: rounds 0 and 2 run
+    // dd-zero first, so cpu-int comes right after a restart; round 1 runs
+    // cpu-int first, on an agent that already ran it.
+    std::fs::write(
+        sb.path().join("p.toml"),
+        "[run]\nauto = false\n[params.dd-zero]\nduration = \"3s\"\n",
+    )
+    .unwrap();
+    sb.cmd(&[
+        "run",
+        "--plan",
+        "p.toml",
+        "-t",
+        "native",
+        "-w",
+        "dd-zero,cpu-int",
+        "--reps",
+        "3",
+        "--discard",
+        "0",
+        "--duration",
+        "200ms",
+        "--deadline",
+        "1500ms",
+        "--out",
+        "out",
+    ])
+    .timeout(std::time::Duration::from_secs(120))
+    .assert()
+    .success();
+    let j = results_json(&sb.run_dir("out"));
+    let discarded: Vec<bool> = j["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["workload"] == "cpu-int")
+        .map(|s| s["discarded"].as_bool().unwrap())
+        .collect();
+    assert_eq!(discarded, vec![true, false, true], "{j:#}");
+    assert_eq!(j["targets"][0]["restarts"], 3, "{:#}", j["targets"]);
+    let dnr = j["failures"].as_array().unwrap();
+    assert_eq!(dnr.len(), 3);
+    assert!(dnr.iter().all(|f| f["kind"] == "deadline"), "{dnr:#?}");
+}
