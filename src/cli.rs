@@ -131,6 +131,27 @@ pub struct RunArgs {
     pub common: CommonArgs,
 }
 
+/// `--reps`: `auto` or a fixed count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepsArg {
+    /// Repeat until precise or a cap.
+    Auto,
+    /// Exactly this many.
+    Fixed(u32),
+}
+
+impl std::str::FromStr for RepsArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(RepsArg::Auto);
+        }
+        s.parse()
+            .map(RepsArg::Fixed)
+            .map_err(|_| format!("`{s}`: give `auto` or a number of repetitions"))
+    }
+}
+
 /// Options shared by `run`, `scale` and `isolate`.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -140,9 +161,14 @@ pub struct CommonArgs {
     /// Targets, comma-separated (default: every target available here).
     #[arg(short, long, value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
-    /// Repetitions of each (target, workload).
+    /// Repetitions of each (target, workload): `auto` (the default: the overhead
+    /// step repeats until each ratio is known to ±3% or a cap) or a number.
+    #[arg(long, value_name = "auto|N")]
+    pub reps: Option<RepsArg>,
+    /// Seed of the overhead step's order (default: drawn, and recorded in the
+    /// run's plan); the same seed replays the same order.
     #[arg(long)]
-    pub reps: Option<u32>,
+    pub seed: Option<u32>,
     /// Leading repetitions discarded as warm-up.
     #[arg(long)]
     pub discard: Option<u32>,
@@ -359,8 +385,16 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
     if let Some(w) = workloads {
         r.workloads = Some(w.iter().map(|s| s.trim().to_string()).collect());
     }
-    if let Some(n) = args.reps {
-        r.reps = n;
+    match args.reps {
+        Some(RepsArg::Auto) => r.auto = true,
+        Some(RepsArg::Fixed(n)) => {
+            r.reps = n;
+            r.auto = false;
+        }
+        None => {}
+    }
+    if args.seed.is_some() {
+        r.seed = args.seed;
     }
     if let Some(n) = args.discard {
         r.discard = n;

@@ -138,12 +138,37 @@ pub struct RunSection {
     /// `quick` (default) or `faithful` (the studies' sizes and durations).
     #[serde(default)]
     pub preset: Preset,
-    /// Repetitions of each (target, workload).
+    /// Repetitions of each (target, workload); with `auto`, the overhead step's
+    /// first repetitions, before it decides whether more are needed. The
+    /// scalability and isolation steps always run exactly this many.
     #[serde(default = "default_reps")]
     pub reps: u32,
     /// Leading repetitions discarded as warm-up.
     #[serde(default = "default_discard")]
     pub discard: u32,
+    /// Overhead step (`--reps auto`, the default): after `reps`, keep repeating
+    /// each (target, workload) until its ratio to native is known to ±`precision`
+    /// at 95%, or `max-reps` or `max-time` is reached.
+    #[serde(default = "default_auto")]
+    pub auto: bool,
+    /// Auto: the relative half-width sought for each ratio's 95% interval.
+    #[serde(default = "default_precision")]
+    pub precision: f64,
+    /// Auto: most repetitions of one (target, workload), warm-ups included.
+    #[serde(default = "default_max_reps", rename = "max-reps")]
+    pub max_reps: u32,
+    /// Auto: no new repetition of a (target, workload) once its samples took this
+    /// long together (warm-ups included) and one is kept, even before `reps`: a
+    /// slow target then gets fewer samples and says so with a lower level.
+    /// Default: 5 s with the quick preset, 30 min with the faithful one (whose
+    /// single samples take up to 5 min).
+    #[serde(default, rename = "max-time", skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<Dur>,
+    /// Seed of the order of the overhead step's rounds (targets shuffled,
+    /// workloads rotated); drawn and recorded when absent, so a run can be
+    /// replayed in the same order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
     /// Run time of time-based workloads; default depends on the preset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Dur>,
@@ -175,6 +200,33 @@ fn default_reps() -> u32 {
 fn default_discard() -> u32 {
     1
 }
+fn default_auto() -> bool {
+    true
+}
+/// ±3%, as the Phoronix Test Suite re-runs while its relative deviation is above 3%.
+fn default_precision() -> f64 {
+    0.03
+}
+fn default_max_reps() -> u32 {
+    MAX_REPS
+}
+
+/// Default cap on repetitions of one (target, workload) under `auto`.
+pub const MAX_REPS: u32 = 8;
+/// Default cap on the time of one (target, workload) under `auto`, quick preset.
+pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// The same for the faithful preset.
+pub const MAX_TIME_FAITHFUL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+impl RunSection {
+    /// The `auto` time cap of one (target, workload): as planned, else by preset.
+    pub fn max_time(&self) -> Dur {
+        self.max_time.unwrap_or(Dur(match self.preset {
+            Preset::Quick => MAX_TIME,
+            Preset::Faithful => MAX_TIME_FAITHFUL,
+        }))
+    }
+}
 fn default_deadline() -> Dur {
     Dur(std::time::Duration::from_secs(600))
 }
@@ -185,6 +237,11 @@ impl Default for RunSection {
             preset: Preset::Quick,
             reps: default_reps(),
             discard: default_discard(),
+            auto: default_auto(),
+            precision: default_precision(),
+            max_reps: default_max_reps(),
+            max_time: None,
+            seed: None,
             duration: None,
             deadline: default_deadline(),
             targets: None,
@@ -211,6 +268,7 @@ pub fn default_toml() -> String {
         .map(|n| format!("{n:?}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let (max_reps, max_time) = (MAX_REPS, MAX_TIME.as_secs());
     format!(
         r#"# virtmark plan: what `virtmark run` does when given `--plan FILE`.
 # Command-line flags override what is written here.
@@ -222,6 +280,17 @@ preset = "quick"
 # Each (target, workload) runs `reps` times; the first `discard` are warm-up.
 reps = 4
 discard = 1
+# auto = true: after `reps`, repeat each (target, workload) of the overhead step
+# until its ratio to native is known to ±precision at 95%, or until it has run
+# max-reps times or its samples took max-time together (this also cuts `reps`
+# short once one sample is kept). auto = false: exactly `reps`.
+auto = true
+precision = 0.03
+max-reps = {max_reps}
+# max-time default: {max_time}s quick, 30m faithful.
+# max-time = "{max_time}s"
+# The order of each round is drawn from this seed (recorded in every run's plan).
+# seed = 1234
 # Run time of time-based workloads (default: 1s quick, 10s faithful).
 # duration = "1s"
 # Longest wait for one answer from a target before the sample is marked DNR.
@@ -273,6 +342,18 @@ impl Plan {
         if r.reps == 0 {
             return Err(UserError(format!(
                 "{origin}: run.reps = 0: need at least 1 repetition"
+            )));
+        }
+        if r.auto && r.max_reps < r.reps {
+            return Err(UserError(format!(
+                "{origin}: run.max-reps = {} must be at least run.reps = {}",
+                r.max_reps, r.reps
+            )));
+        }
+        if !(r.precision > 0.0 && r.precision < 1.0) {
+            return Err(UserError(format!(
+                "{origin}: run.precision = {}: give a fraction between 0 and 1 (0.03 = ±3%)",
+                r.precision
             )));
         }
         if r.discard >= r.reps {

@@ -239,6 +239,25 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
+    /// The next line that is meant for us, `Ok(None)` at end of stream: a message,
+    /// or why a protocol line (a JSON object with a version) could not be read.
+    /// Console noise (not JSON, no version) is skipped and counted.
+    pub fn next_checked<T: for<'de> Deserialize<'de>>(
+        &mut self,
+    ) -> io::Result<Option<Result<T, DecodeError>>> {
+        loop {
+            self.line.clear();
+            if self.inner.read_line(&mut self.line)? == 0 {
+                return Ok(None);
+            }
+            match decode(&self.line) {
+                Ok(msg) => return Ok(Some(Ok(msg))),
+                Err(DecodeError::NotJson | DecodeError::NoVersion) => self.skipped += 1,
+                Err(e) => return Ok(Some(Err(e))),
+            }
+        }
+    }
+
     /// The next message, `Ok(None)` at end of stream.
     pub fn next_message<T: for<'de> Deserialize<'de>>(&mut self) -> io::Result<Option<T>> {
         loop {

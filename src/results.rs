@@ -57,7 +57,7 @@ impl RunStatus {
 }
 
 /// A target as it took part in a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetRecord {
     /// Target name (`native`).
     pub name: String,
@@ -67,6 +67,28 @@ pub struct TargetRecord {
     /// Time from "start target" to "agent answers hello", seconds.
     #[serde(default)]
     pub startup_s: Option<f64>,
+    /// Lines from its agent's channel that were not protocol messages (console
+    /// noise), skipped and counted over the whole run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_lines: u64,
+    /// Times it was restarted after a DNR.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Where a sample of the overhead step ran in the run's order: the round, and its
+/// place within the round (both from 0). The order of each round is drawn from
+/// the plan's seed, so `--seed` replays it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Round.
+    pub round: u32,
+    /// Place within the round.
+    pub slot: u32,
 }
 
 /// Which step of the method a sample belongs to.
@@ -119,6 +141,9 @@ pub struct SampleRecord {
     pub rep: u32,
     /// Discarded as warm-up.
     pub discarded: bool,
+    /// Overhead step: its place in the run's shuffled order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
     /// When the sample arrived (RFC 3339).
     pub at: String,
     /// Wall time of the execution in the agent, seconds.
@@ -186,23 +211,56 @@ pub struct ResultEntry {
     pub stddev: f64,
     /// Coefficient of variation.
     pub cov: f64,
-    /// Bootstrap 95% CI of the median, low end.
+    /// Distribution-free interval of the median (order statistics), low end; the
+    /// median itself when there is no interval (one kept sample).
     pub ci_low: f64,
-    /// Bootstrap 95% CI of the median, high end.
+    /// Its high end.
     pub ci_high: f64,
+    /// Its real coverage (0.95 asked; 3 samples can only reach 0.75); 0 when
+    /// there is no interval. Absent in runs stored before it existed.
+    #[serde(default)]
+    pub ci_level: f64,
     /// CoV above 5%.
     pub noisy: bool,
     /// Median normalized against native (1.0 = native, higher is better); null for
     /// native itself or when native has no result.
     pub ratio_to_native: Option<f64>,
-    /// Bootstrap 95% CI of the ratio, low end.
+    /// Distribution-free interval of the ratio (pairwise ratios, Mann–Whitney
+    /// distribution), low end.
     pub ratio_ci_low: Option<f64>,
-    /// Bootstrap 95% CI of the ratio, high end.
+    /// Its high end.
     pub ratio_ci_high: Option<f64>,
+    /// Its real coverage under the scale model (0: no interval); null without a
+    /// ratio.
+    #[serde(default)]
+    pub ratio_ci_level: Option<f64>,
     /// The kept raw samples, in repetition order.
     pub samples: Vec<f64>,
     /// The discarded warm-up samples.
     pub discarded: Vec<f64>,
+}
+
+impl ResultEntry {
+    /// The ratio's interval with its level, when there is a ratio.
+    pub fn ratio_interval(&self) -> Option<stats::Interval> {
+        Some(stats::Interval {
+            low: self.ratio_ci_low?,
+            high: self.ratio_ci_high?,
+            level: self.ratio_ci_level?,
+        })
+    }
+
+    /// "≈ native": the ratio's interval holds 1.0, so this result cannot be told
+    /// apart from native.
+    pub fn about_native(&self) -> bool {
+        self.ratio_interval().is_some_and(|ci| ci.holds(1.0))
+    }
+
+    /// A slowdown the interval shows (its high end below 1.0).
+    pub fn significantly_slower(&self) -> bool {
+        self.ratio_interval()
+            .is_some_and(|ci| ci.exists() && ci.high < 1.0)
+    }
 }
 
 /// A whole run: what `results.json` holds.
@@ -401,12 +459,23 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
                 .then(|| acc.get(&(BASELINE.to_string(), key.1.clone(), key.2.clone())))
                 .flatten()
                 .filter(|b| !b.kept.is_empty());
-            let (ratio, rlo, rhi) = match base {
+            let (ratio, rlo, rhi, rlevel) = match base {
                 Some(b) => {
-                    let (r, lo, hi) = stats::bootstrap_ratio_ci(&a.kept, &b.kept, a.hib);
-                    (Some(r), Some(lo), Some(hi))
+                    let r = stats::ratio(s.median, stats::median(&b.kept), a.hib);
+                    let ci = stats::ratio_ci(&a.kept, &b.kept, a.hib, stats::LEVEL);
+                    let (lo, hi) = if ci.exists() {
+                        (ci.low, ci.high)
+                    } else {
+                        (r, r)
+                    };
+                    (Some(r), Some(lo), Some(hi), Some(ci.level))
                 }
-                None => (None, None, None),
+                None => (None, None, None, None),
+            };
+            let (ci_low, ci_high) = if s.ci.exists() {
+                (s.ci.low, s.ci.high)
+            } else {
+                (s.median, s.median)
             };
             Some(ResultEntry {
                 target: key.0.clone(),
@@ -422,12 +491,14 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
                 max: s.max,
                 stddev: s.stddev,
                 cov: s.cov,
-                ci_low: s.ci_low,
-                ci_high: s.ci_high,
+                ci_low,
+                ci_high,
+                ci_level: s.ci.level,
                 noisy: s.noisy,
                 ratio_to_native: ratio,
                 ratio_ci_low: rlo,
                 ratio_ci_high: rhi,
+                ratio_ci_level: rlevel,
                 samples: a.kept.clone(),
                 discarded: a.discarded.clone(),
             })
@@ -476,11 +547,19 @@ mod tests {
         assert_eq!(nat.samples, vec![100.0, 110.0, 90.0]);
         assert_eq!(nat.discarded, vec![1.0]);
         assert_eq!(nat.ratio_to_native, None);
+        // 3 kept samples: the median's interval is their range, at its real 75%.
+        assert_eq!((nat.n, nat.ci_low, nat.ci_high), (3, 90.0, 110.0));
+        assert!((nat.ci_level - 0.75).abs() < 1e-12);
         let other = rs
             .iter()
             .find(|r| r.target == "other" && r.metric == "throughput")
             .unwrap();
         assert_eq!(other.ratio_to_native, Some(0.5));
+        // 3 and 3: the range of the 9 pairwise ratios, at 1 − 2/20 = 90%.
+        assert!((other.ratio_ci_level.unwrap() - 0.9).abs() < 1e-12);
+        assert!((other.ratio_ci_low.unwrap() - 45.0 / 110.0).abs() < 1e-12);
+        assert!((other.ratio_ci_high.unwrap() - 55.0 / 90.0).abs() < 1e-12);
+        assert!(!other.about_native() && other.significantly_slower());
         let time = rs
             .iter()
             .find(|r| r.target == "other" && r.metric == "time")

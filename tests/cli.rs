@@ -75,6 +75,16 @@ fn bad_input_gives_a_one_line_error_and_status_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("greater than zero"));
+    sb.cmd(&["run", "--reps", "many"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("give `auto` or a number"));
+    std::fs::write(sb.path().join("prec.toml"), "[run]\nprecision = 3\n").unwrap();
+    one_line_error(
+        &sb,
+        &["run", "--plan", "prec.toml"],
+        "run.precision = 3: give a fraction",
+    );
     std::fs::write(sb.path().join("bad.toml"), "[run]\nreps = \"many\"\n").unwrap();
     one_line_error(&sb, &["run", "--plan", "bad.toml"], "bad.toml (line 2");
     std::fs::write(sb.path().join("unk.toml"), "[run]\nrepetitions = 3\n").unwrap();
@@ -171,8 +181,10 @@ fn a_short_real_run_writes_its_directory_and_database() {
         "unit",
         "higher_is_better",
         "median",
+        "n",
         "ci_low",
         "ci_high",
+        "ci_level",
         "cov",
         "ratio_to_native",
         "samples",
@@ -192,6 +204,18 @@ fn a_short_real_run_writes_its_directory_and_database() {
     assert!((median - (kept[0] + kept[1]) / 2.0).abs() < 1e-9);
     assert!(head["ci_low"].as_f64().unwrap() <= median);
     assert!(head["ci_high"].as_f64().unwrap() >= median);
+    // Two kept samples: their range covers the median with 1 − 2·(1/2)² = 50%.
+    assert_eq!(head["n"], 2);
+    assert_eq!(head["ci_level"], 0.5);
+    // Each sample records its round and slot; the seed is in the plan.
+    assert!(plan.contains("seed = "), "{plan}");
+    let rounds: Vec<u64> = j["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["position"]["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds, vec![0, 1, 2]);
 
     let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
@@ -310,4 +334,53 @@ fn more_cpus_or_memory_than_the_host_has_is_refused() {
         &["run", "-t", "native", "-w", "dd-zero", "--memory", "64TiB"],
         "run.memory = 64TiB",
     );
+}
+
+#[test]
+fn the_first_sample_after_a_restart_is_a_discarded_warm_up() {
+    let sb = Sandbox::new();
+    // dd-zero runs 3 s against a 1.5 s deadline: a DNR every time, and the
+    // target (native's agent) restarts. Workloads rotate: rounds 0 and 2 run
+    // dd-zero first, so cpu-int comes right after a restart; round 1 runs
+    // cpu-int first, on an agent that already ran it.
+    std::fs::write(
+        sb.path().join("p.toml"),
+        "[run]\nauto = false\n[params.dd-zero]\nduration = \"3s\"\n",
+    )
+    .unwrap();
+    sb.cmd(&[
+        "run",
+        "--plan",
+        "p.toml",
+        "-t",
+        "native",
+        "-w",
+        "dd-zero,cpu-int",
+        "--reps",
+        "3",
+        "--discard",
+        "0",
+        "--duration",
+        "200ms",
+        "--deadline",
+        "1500ms",
+        "--out",
+        "out",
+    ])
+    .timeout(std::time::Duration::from_secs(120))
+    .assert()
+    .success();
+    let j = results_json(&sb.run_dir("out"));
+    let discarded: Vec<bool> = j["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["workload"] == "cpu-int")
+        .map(|s| s["discarded"].as_bool().unwrap())
+        .collect();
+    assert_eq!(discarded, vec![true, false, true], "{j:#}");
+    assert_eq!(j["targets"][0]["restarts"], 3, "{:#}", j["targets"]);
+    let dnr = j["failures"].as_array().unwrap();
+    assert_eq!(dnr.len(), 3);
+    assert!(dnr.iter().all(|f| f["kind"] == "deadline"), "{dnr:#?}");
 }

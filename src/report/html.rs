@@ -11,7 +11,7 @@ use std::fmt::Write;
 use super::fmt_num;
 use super::svg::ScaleKind;
 use super::svg::{self, esc, Chart};
-use super::view::{fmt_percent, fmt_ratio, status_text, View, CLASSES};
+use super::view::{fmt_percent, status_text, View, CLASSES};
 use crate::results::{Degradation, IsolationEntry, ResultEntry, RunStatus, BASELINE};
 
 /// What every section gets: the view and the charts drawn once.
@@ -190,8 +190,8 @@ fn summary(ctx: &Ctx) -> Option<String> {
             .collect();
         let _ = writeln!(
             h,
-            "<p>Geometric mean of each target's ratios to native (1.0 = native, higher is better; \
-             number of workloads in brackets).</p>\n<div class=\"scroll\"><table class=\"summary\">\n<thead><tr><th>target</th>"
+            "<p>Geometric mean of each target's ratios to native (1.0 = native, higher is better) \
+             with its approximate 95% interval, ≈ when it holds 1; number of workloads in parentheses.</p>\n<div class=\"scroll\"><table class=\"summary\">\n<thead><tr><th>target</th>"
         );
         for (_, c) in &classes {
             let _ = write!(h, "<th>{c}</th>");
@@ -210,9 +210,15 @@ fn summary(ctx: &Ctx) -> Option<String> {
         }
         let _ = writeln!(h, "</tbody></table></div>");
         if v.slowdowns.is_empty() {
-            let _ = writeln!(h, "<p>No target is slower than native on any workload.</p>");
+            let _ = writeln!(
+                h,
+                "<p>No target is slower than native on any workload beyond its interval.</p>"
+            );
         } else {
-            let _ = writeln!(h, "<p>Largest slowdowns:</p><ol class=\"slow\">");
+            let _ = writeln!(
+                h,
+                "<p>Largest slowdowns (interval below 1):</p><ol class=\"slow\">"
+            );
             for s in &v.slowdowns {
                 let _ = writeln!(h, "<li>{}</li>", esc(&s.sentence()));
             }
@@ -526,11 +532,7 @@ pub(crate) fn p99_text(e: &IsolationEntry) -> String {
 
 fn gm_cell(g: Option<&super::view::GeoMean>) -> String {
     match g {
-        Some(g) => format!(
-            "{}× <span class=\"note\">({})</span>",
-            fmt_ratio(g.value),
-            g.n
-        ),
+        Some(g) => format!("{} <span class=\"note\">({})</span>", esc(&g.text()), g.n),
         None => "–".into(),
     }
 }
@@ -550,32 +552,37 @@ fn relative(ctx: &Ctx) -> Option<String> {
     }
     let mut h = String::from(
         "<p>One group per workload, one bar per target: the target's median divided by native's \
-         (inverted for lower-is-better metrics, so higher is always better). Error bars: bootstrap 95% \
-         confidence interval of the ratio. Dashed line: native.</p>\n",
+         (inverted for lower-is-better metrics, so higher is always better). Error bars: distribution-free \
+         95% interval of the ratio (its real level is in the tables). Dashed line: native.</p>\n",
     );
     for c in &ctx.relative {
         h.push_str(&figure(
             c,
-            "Bars: ratio of the target's median to native's; whiskers: bootstrap 95% CI; dashed line: native (1.0); DNR: no result.",
+            "Bars: ratio of the target's median to native's; whiskers: distribution-free 95% interval; dashed line: native (1.0); DNR: no result.",
         ));
     }
     Some(h)
 }
 
 fn result_row(h: &mut String, t: &str, r: &ResultEntry) {
-    let ratio = match r.ratio_to_native {
-        Some(v) => format!(
-            "{}× <span class=\"note\">[{}–{}]</span>",
-            fmt_ratio(v),
-            fmt_ratio(r.ratio_ci_low.unwrap_or(f64::NAN)),
-            fmt_ratio(r.ratio_ci_high.unwrap_or(f64::NAN))
-        ),
+    let ratio = match super::view::ratio_text(r, "×") {
+        Some(text) => esc(&text),
         None if t == BASELINE => "1 (baseline)".into(),
         None => "–".into(),
     };
+    let ci = if r.ci_level > 0.0 {
+        format!(
+            "{}–{}{}",
+            fmt_num(r.ci_low),
+            fmt_num(r.ci_high),
+            super::view::level_note(r.ci_level)
+        )
+    } else {
+        "–".into()
+    };
     let _ = writeln!(
         h,
-        "<tr><td>{}</td><td>{}</td><td>{}–{}</td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(t),
         if r.noisy {
             format!(
@@ -585,8 +592,7 @@ fn result_row(h: &mut String, t: &str, r: &ResultEntry) {
         } else {
             fmt_num(r.median)
         },
-        fmt_num(r.ci_low),
-        fmt_num(r.ci_high),
+        ci,
         fmt_num(r.min),
         fmt_num(r.max),
         format_args!("{:.1}%", r.cov * 100.0),
@@ -626,14 +632,14 @@ fn per_workload(ctx: &Ctx) -> Option<String> {
         if let Some(c) = svg::median_chart(v, wi) {
             h.push_str(&figure(
                 &c,
-                "Bars: median of the kept samples; whiskers: bootstrap 95% CI of the median; dots: the kept samples.",
+                "Bars: median of the kept samples; whiskers: distribution-free 95% interval of the median; dots: the kept samples.",
             ));
         }
         let unit = head.map(|r| r.unit.as_str()).unwrap_or("");
         let _ = writeln!(
             h,
             "<div class=\"scroll\"><table class=\"results\"><thead><tr><th>target</th><th>median ({u})</th>\
-             <th>95% CI ({u})</th><th>min–max ({u})</th><th>CoV</th><th>n</th><th>ratio to native [95% CI]</th></tr></thead><tbody>",
+             <th>CI ({u})</th><th>min–max ({u})</th><th>CoV</th><th>n</th><th>ratio to native [interval]</th></tr></thead><tbody>",
             u = esc(unit)
         );
         for (ti, t) in v.targets.iter().enumerate() {
@@ -769,6 +775,11 @@ fn environment(ctx: &Ctx) -> Option<String> {
         }
     }
     let _ = writeln!(h, "</tbody></table>");
+    for t in &run.targets {
+        if let Some(l) = super::view::channel_losses(t) {
+            let _ = writeln!(h, "<p class=\"note\">{}: {}</p>", esc(&t.name), esc(&l));
+        }
+    }
     for t in &run.targets {
         if let Some(fp) = &t.fingerprint {
             let _ = writeln!(

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::fmt_num;
 use super::html::human_bytes;
-use super::view::{fmt_percent, fmt_ratio, status_text, View, CLASSES};
+use super::view::{fmt_percent, fmt_ratio, level_note, ratio_text, status_text, View, CLASSES};
 use crate::results::{Degradation, RunStatus, BASELINE};
 
 /// Escape what would break a table cell or start markup.
@@ -72,7 +72,7 @@ pub fn render(view: &View) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "Geometric mean of each target's ratios to native (1.0 = native, higher is better; workloads in brackets).\n"
+            "Geometric mean of each target's ratios to native (1.0 = native, higher is better) with its approximate 95% interval; ≈ when the interval holds 1; workloads in parentheses.\n"
         );
         let mut cols = vec!["target"];
         cols.extend(classes.iter().map(|c| c.1));
@@ -82,7 +82,7 @@ pub fn render(view: &View) -> String {
             let mut cells = vec![cell(&s.target)];
             let gm = |g: &Option<super::view::GeoMean>| {
                 g.as_ref()
-                    .map(|g| format!("{}× ({})", fmt_ratio(g.value), g.n))
+                    .map(|g| format!("{} ({})", g.text(), g.n))
                     .unwrap_or_else(|| "–".into())
             };
             cells.extend(classes.iter().map(|(ci, _)| gm(&s.by_class[*ci])));
@@ -91,9 +91,12 @@ pub fn render(view: &View) -> String {
         }
         o.push('\n');
         if view.slowdowns.is_empty() {
-            let _ = writeln!(o, "No target is slower than native on any workload.\n");
+            let _ = writeln!(
+                o,
+                "No target is slower than native on any workload beyond its interval.\n"
+            );
         } else {
-            let _ = writeln!(o, "Largest slowdowns:\n");
+            let _ = writeln!(o, "Largest slowdowns (interval below 1):\n");
             for (i, s) in view.slowdowns.iter().enumerate() {
                 let _ = writeln!(o, "{}. {}", i + 1, cell(&s.sentence()));
             }
@@ -102,7 +105,7 @@ pub fn render(view: &View) -> String {
 
         let _ = writeln!(
             o,
-            "## Ratio to native\n\nMedian over native's median, higher is better; bootstrap 95% CI in brackets.\n"
+            "## Ratio to native\n\nMedian over native's median, higher is better; distribution-free 95% interval in brackets, its real level in parentheses when below 95%; ≈ native when the interval holds 1.\n"
         );
         let compared = view.compared();
         let mut cols = vec!["workload"];
@@ -112,15 +115,7 @@ pub fn render(view: &View) -> String {
             let mut cells = vec![cell(&w.name)];
             for (i, _) in &compared {
                 cells.push(match w.cells[*i] {
-                    Some(r) => match r.ratio_to_native {
-                        Some(v) => format!(
-                            "{} [{}–{}]",
-                            fmt_ratio(v),
-                            fmt_ratio(r.ratio_ci_low.unwrap_or(f64::NAN)),
-                            fmt_ratio(r.ratio_ci_high.unwrap_or(f64::NAN))
-                        ),
-                        None => "n/a".into(),
-                    },
+                    Some(r) => ratio_text(r, "").unwrap_or_else(|| "n/a".into()),
                     None => "DNR".into(),
                 });
             }
@@ -165,7 +160,7 @@ pub fn render(view: &View) -> String {
         let unit = head.map(|r| r.unit.clone()).unwrap_or_default();
         let (med, ci, range) = (
             format!("median ({})", cell(&unit)),
-            format!("95% CI ({})", cell(&unit)),
+            format!("CI ({})", cell(&unit)),
             format!("min–max ({})", cell(&unit)),
         );
         header(
@@ -184,7 +179,16 @@ pub fn render(view: &View) -> String {
                             fmt_num(r.median),
                             if r.noisy { " (noisy)" } else { "" }
                         ),
-                        format!("{}–{}", fmt_num(r.ci_low), fmt_num(r.ci_high)),
+                        if r.ci_level > 0.0 {
+                            format!(
+                                "{}–{}{}",
+                                fmt_num(r.ci_low),
+                                fmt_num(r.ci_high),
+                                level_note(r.ci_level)
+                            )
+                        } else {
+                            "–".into()
+                        },
                         format!("{}–{}", fmt_num(r.min), fmt_num(r.max)),
                         format!("{:.1}%", r.cov * 100.0),
                         r.n.to_string(),
@@ -233,7 +237,7 @@ pub fn render(view: &View) -> String {
     for t in &run.targets {
         let _ = writeln!(
             o,
-            "- target {}: {}{}",
+            "- target {}: {}{}{}",
             cell(&t.name),
             t.fingerprint
                 .as_ref()
@@ -248,6 +252,9 @@ pub fn render(view: &View) -> String {
                 .unwrap_or_else(|| "no fingerprint recorded".into()),
             t.startup_s
                 .map(|s| format!(", start-up {s:.2} s"))
+                .unwrap_or_default(),
+            super::view::channel_losses(t)
+                .map(|l| format!("; {l}"))
                 .unwrap_or_default()
         );
     }

@@ -232,7 +232,7 @@ fn relative_chart(
 
     let mut desc = format!(
         "Bar chart. For each {class} workload, one bar per target: its median result divided by native's \
-         (1.0 = native, higher is better), with the bootstrap 95% confidence interval as an error bar."
+         (1.0 = native, higher is better), with its distribution-free 95% interval as an error bar."
     );
     for w in groups {
         let _ = write!(desc, " {}:", w.name);
@@ -308,9 +308,10 @@ fn relative_chart(
                 Some((r, v)) => {
                     let yv = y(v.max(0.0));
                     let tip = format!(
-                        "{t} on {}: {}× native (95% CI {}–{}){}",
+                        "{t} on {}: {}× native ({:.0}% interval {}–{}){}",
                         w.name,
                         fmt_ratio(v),
+                        r.ratio_ci_level.unwrap_or(0.0) * 100.0,
                         fmt_ratio(r.ratio_ci_low.unwrap_or(f64::NAN)),
                         fmt_ratio(r.ratio_ci_high.unwrap_or(f64::NAN)),
                         if r.noisy { ", noisy" } else { "" }
@@ -456,8 +457,8 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
         "lower is better"
     };
     let mut desc = format!(
-        "Horizontal bar chart of the median {metric} in {unit} ({better}) per target, with the bootstrap 95% \
-         confidence interval as an error bar and each kept sample as a dot."
+        "Horizontal bar chart of the median {metric} in {unit} ({better}) per target, with the distribution-free \
+         95% interval of the median as an error bar and each kept sample as a dot."
     );
     for (i, t) in &all {
         match w.cells[*i] {
@@ -521,8 +522,9 @@ pub fn median_chart(view: &View, wi: usize) -> Option<Chart> {
         match w.cells[*i] {
             Some(r) => {
                 let tip = format!(
-                    "{t}: median {} {unit} (95% CI {}–{}, min {}, max {}, CoV {:.1}%){}",
+                    "{t}: median {} {unit} ({:.0}% interval {}–{}, min {}, max {}, CoV {:.1}%){}",
                     fmt_num(r.median),
+                    r.ci_level * 100.0,
                     fmt_num(r.ci_low),
                     fmt_num(r.ci_high),
                     fmt_num(r.min),

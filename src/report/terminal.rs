@@ -1,45 +1,107 @@
-//! The table printed at the end of a run: per workload, per target, the median
-//! with its spread and 95% confidence interval, and the ratio to native.
+//! The table printed at the end of a run: one row per workload, one column per
+//! target; each cell the median with its unit and the ratio to native with its
+//! interval (or "≈ native"), short marks for flags, long reasons as numbered
+//! footnotes below. Fits 120 columns with eight targets.
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
 use super::fmt_num;
-use crate::results::{ResultEntry, RunRecord};
+use super::view::fmt_ratio;
+use crate::results::{ResultEntry, RunRecord, Step};
 
-fn cell_for(r: &ResultEntry) -> String {
-    let mut s = format!("{} {}", fmt_num(r.median), r.unit);
+/// Width used when standard output is not a terminal (or its width is unknown).
+pub const DEFAULT_WIDTH: u16 = 120;
+/// From this width on, cells also show n and the spread.
+const WIDE: u16 = 160;
+
+/// Short marks and what they mean, in the order of the legend.
+const MARK_NOISY: &str = "~";
+const MARK_LEVEL: &str = "°";
+const MARK_FAILED: &str = "!";
+
+fn cell_for(r: &ResultEntry, failed: usize, wide: bool) -> String {
+    let mut marks = String::new();
     if r.noisy {
-        s.push_str(" (noisy)");
+        marks.push_str(MARK_NOISY);
     }
-    s.push_str(&format!(
-        "\n{}–{}, CoV {:.1}%\n95% CI {}–{}",
-        fmt_num(r.min),
-        fmt_num(r.max),
-        r.cov * 100.0,
-        fmt_num(r.ci_low),
-        fmt_num(r.ci_high)
-    ));
-    if let Some(ratio) = r.ratio_to_native {
-        s.push_str(&format!(
-            "\n×{:.2} native [{}–{}]",
-            ratio,
-            r.ratio_ci_low.map_or("–".into(), |v| format!("{v:.2}")),
-            r.ratio_ci_high.map_or("–".into(), |v| format!("{v:.2}"))
-        ));
+    let level = r.ratio_ci_level.unwrap_or(r.ci_level);
+    if level < crate::stats::LEVEL - 1e-9 {
+        marks.push_str(MARK_LEVEL);
+    }
+    if failed > 0 {
+        marks.push_str(MARK_FAILED);
+    }
+    // The marks go on the second line, where they never make the cell wider.
+    let mut s = format!("{} {}", fmt_num(r.median), r.unit);
+    if wide {
+        s.push_str(&format!("\nn={} CoV {:.1}%", r.n, r.cov * 100.0));
+    }
+    let ci = r.ratio_interval().filter(|ci| ci.exists());
+    let ratio = match (r.ratio_to_native, ci) {
+        (Some(_), Some(ci)) if ci.holds(1.0) => "≈ native".to_string(),
+        (Some(v), _) => format!("×{}", fmt_ratio(v)),
+        (None, _) => String::new(),
+    };
+    let line2 = [ratio, marks].join(" ");
+    if !line2.trim().is_empty() {
+        s.push('\n');
+        s.push_str(line2.trim());
+    }
+    if let Some(ci) = ci {
+        s.push_str(&format!("\n[{}–{}]", fmt_ratio(ci.low), fmt_ratio(ci.high)));
     }
     s
 }
 
-/// Render the summary table of a run's headline results.
+/// The terminal's width, or [`DEFAULT_WIDTH`].
+fn width() -> u16 {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        if let Some(w) = Table::new().width() {
+            return w.max(60);
+        }
+    }
+    DEFAULT_WIDTH
+}
+
+/// Render the summary table of a run's headline results for this terminal.
 pub fn render(run: &RunRecord) -> String {
+    render_width(run, width())
+}
+
+/// Render the summary table in at most `width` columns.
+pub fn render_width(run: &RunRecord, width: u16) -> String {
     let targets: Vec<&str> = run.targets.iter().map(|t| t.name.as_str()).collect();
+    let wide = width >= WIDE;
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(width);
     let mut header = vec![Cell::new("workload")];
     header.extend(targets.iter().map(Cell::new));
     table.set_header(header);
+    // One space before the content and none after: eight targets then fit.
+    for (i, c) in table.column_iter_mut().enumerate() {
+        c.set_padding((1, u16::from(i == 0)));
+    }
+    let mut notes: Vec<String> = Vec::new();
+    let mut note = |text: String| -> usize {
+        match notes.iter().position(|n| *n == text) {
+            Some(i) => i + 1,
+            None => {
+                notes.push(text);
+                notes.len()
+            }
+        }
+    };
+    let failures = |t: &str, w: &str| -> Vec<&crate::results::FailureRecord> {
+        run.failures
+            .iter()
+            .filter(|f| f.step == Step::Overhead && f.target == t && f.workload == w)
+            .collect()
+    };
+    let mut marks_used = [false; 3];
     for w in run.plan.workload_names() {
         let mut row = vec![Cell::new(&w)];
         for t in &targets {
@@ -48,19 +110,23 @@ pub fn render(run: &RunRecord) -> String {
                 .iter()
                 .find(|r| r.headline && r.target == *t && r.workload == w);
             let text = match r {
-                Some(r) => cell_for(r),
+                Some(r) => {
+                    let failed = failures(t, &w).len();
+                    let text = cell_for(r, failed, wide);
+                    marks_used[0] |= text.contains(MARK_NOISY);
+                    marks_used[1] |= text.contains(MARK_LEVEL);
+                    marks_used[2] |= failed > 0;
+                    text
+                }
                 None => {
-                    let why = run
-                        .failures
-                        .iter()
-                        .rev()
-                        .find(|f| f.target == *t && f.workload == w)
-                        .map(|f| format!("{}: {}", f.kind, f.message))
-                        .unwrap_or_else(|| "no sample".into());
-                    // The whole reason is in results.json and the report.
-                    let short: String = why.chars().take(48).collect();
-                    let more = if why.chars().count() > 48 { "…" } else { "" };
-                    format!("DNR\n{short}{more}")
+                    let (label, why) = match failures(t, &w).last() {
+                        Some(f) if f.kind == "unavailable" || f.kind == "unknown_workload" => {
+                            ("n/a", f.message.clone())
+                        }
+                        Some(f) => ("DNR", format!("{}: {}", f.kind, f.message)),
+                        None => ("DNR", "no sample (interrupted before it ran)".into()),
+                    };
+                    format!("{label} [{}]", note(why))
                 }
             };
             row.push(Cell::new(text).set_alignment(CellAlignment::Left));
@@ -68,18 +134,46 @@ pub fn render(run: &RunRecord) -> String {
         table.add_row(row);
     }
     let mut out = table.to_string();
-    let noisy = run.results.iter().filter(|r| r.headline && r.noisy).count();
+    let legend: Vec<&str> = [
+        (marks_used[0], "~ noisy (CoV > 5%)"),
+        (
+            marks_used[1],
+            "° interval below 95% (too few samples: its real level is in results.json and the report)",
+        ),
+        (marks_used[2], "! some repetitions failed (see results.json)"),
+    ]
+    .into_iter()
+    .filter_map(|(used, text)| used.then_some(text))
+    .collect();
+    let p = &run.plan.run;
     out.push_str(&format!(
-        "\nmedian of {} kept repetition(s) (first {} discarded); spread = min–max of kept samples; \
-         CI = bootstrap 95% of the median{}",
-        run.plan.run.reps - run.plan.run.discard,
-        run.plan.run.discard,
-        if noisy > 0 {
-            format!("; {noisy} result(s) noisy (CoV > 5%)")
+        "\nmedian of the kept samples; ×ratio to native [distribution-free 95% interval], \
+         ≈ native when the interval holds 1; {}",
+        if p.auto {
+            format!(
+                "repeated until each ratio is known to ±{}% (at most {} repetitions or {} each)",
+                p.precision * 100.0,
+                p.max_reps,
+                p.max_time()
+            )
         } else {
-            String::new()
+            format!("{} repetitions, first {} discarded", p.reps, p.discard)
         }
     ));
+    if !legend.is_empty() {
+        out.push_str(&format!("\n{}", legend.join("; ")));
+    }
+    let lost: Vec<String> = run
+        .targets
+        .iter()
+        .filter_map(|t| Some(format!("{}: {}", t.name, super::view::channel_losses(t)?)))
+        .collect();
+    if !lost.is_empty() {
+        out.push_str(&format!("\n{}", lost.join("; ")));
+    }
+    for (i, n) in notes.iter().enumerate() {
+        out.push_str(&format!("\n[{}] {n}", i + 1));
+    }
     out
 }
 
@@ -185,4 +279,49 @@ pub fn render_isolation(run: &RunRecord) -> String {
         "{table}\ndegradation = loss of good responses per second against the all-well-behaved \
          baseline (Xu et al.; Matthews et al.); DNR = the instance returned no result"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testing::synthetic_run;
+
+    fn widest(s: &str) -> usize {
+        s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn eight_targets_fit_120_columns_with_long_reasons_as_footnotes() {
+        let mut run = synthetic_run(8, 16, 6);
+        let long = "the agent did not greet: the agent closed its channel; \
+                    uml exited with status 1 after printing a very long kernel panic line"
+            .to_string();
+        for w in ["w03", "w04"] {
+            run.failures.push(crate::results::FailureRecord {
+                target: "uml".into(),
+                workload: w.into(),
+                kind: "target_failed".into(),
+                message: long.clone(),
+                ..Default::default()
+            });
+            run.results
+                .retain(|r| !(r.target == "uml" && r.workload == w));
+        }
+        run.targets[6].skipped_lines = 12;
+        run.targets[6].restarts = 1;
+        let out = render_width(&run, 120);
+        let table_end = out.find("\nmedian of the kept").unwrap();
+        assert!(widest(&out[..table_end]) <= 120, "{out}");
+        // The same reason is one footnote, referenced from both cells.
+        assert_eq!(out.matches("DNR [2]").count(), 2, "{out}");
+        assert!(out.contains(&format!("[2] target_failed: {long}")), "{out}");
+        assert!(out.contains("DNR [1]"), "{out}");
+        assert!(
+            out.contains("uml: 12 console line(s) skipped, 1 restart(s)"),
+            "{out}"
+        );
+        assert!(out.contains("×0.") && out.contains("≈ native"), "{out}");
+        // Wider terminals show more.
+        assert!(render_width(&run, 200).contains("n=5 CoV"));
+    }
 }

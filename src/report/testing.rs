@@ -102,6 +102,7 @@ pub fn synthetic_run(targets: usize, workloads: usize, reps: u32) -> RunRecord {
                 name: t.to_string(),
                 fingerprint: Some(host.clone()),
                 startup_s: Some(0.05),
+                ..Default::default()
             })
             .collect(),
         samples,
@@ -248,6 +249,7 @@ pub fn synthetic_isolation_run(targets: &[&str]) -> RunRecord {
             name: t.to_string(),
             fingerprint: Some(run.host.clone()),
             startup_s: Some(0.05),
+            ..Default::default()
         });
     }
     run.plan.run.targets = Some(targets.iter().map(|t| t.to_string()).collect());

@@ -7,6 +7,7 @@ use crate::results::{
     Degradation, FailureRecord, IsolationEntry, ResultEntry, RunRecord, RunStatus, ScaleEntry,
     Step, BASELINE,
 };
+use crate::stats;
 use crate::workloads;
 
 /// Classes in the order reports show them; `other` holds workloads this virtmark
@@ -38,6 +39,25 @@ pub struct GeoMean {
     pub value: f64,
     /// How many workloads it covers.
     pub n: usize,
+    /// Its approximate 95% interval ([`crate::stats::geomean_ci`]), when every
+    /// ratio it covers has an interval.
+    pub ci: Option<(f64, f64)>,
+}
+
+impl GeoMean {
+    /// `0.87× [0.85–0.90]`, or `≈ 1.00× [0.98–1.02]` when the interval holds 1.
+    pub fn text(&self) -> String {
+        match self.ci {
+            Some((lo, hi)) => format!(
+                "{}{}× [{}–{}]",
+                if lo <= 1.0 && 1.0 <= hi { "≈ " } else { "" },
+                fmt_ratio(self.value),
+                fmt_ratio(lo),
+                fmt_ratio(hi)
+            ),
+            None => format!("{}×", fmt_ratio(self.value)),
+        }
+    }
 }
 
 /// A target's summary row.
@@ -105,7 +125,8 @@ pub struct View<'a> {
     pub workloads: Vec<WorkloadView<'a>>,
     /// Per non-native target.
     pub summary: Vec<TargetSummary>,
-    /// The (up to) three largest slowdowns, worst first.
+    /// The (up to) three largest slowdowns whose interval lies below 1, worst
+    /// first.
     pub slowdowns: Vec<Slowdown>,
     /// Every (target, workload) without a headline result.
     pub dnr: Vec<Dnr<'a>>,
@@ -393,6 +414,17 @@ fn isolation_view<'a>(run: &'a RunRecord, targets: &[String]) -> Option<Isolatio
     })
 }
 
+/// What a target's channel lost, `12 console line(s) skipped, 1 restart(s)`, or
+/// `None` when nothing.
+pub fn channel_losses(t: &crate::results::TargetRecord) -> Option<String> {
+    (t.skipped_lines > 0 || t.restarts > 0).then(|| {
+        format!(
+            "{} console line(s) skipped, {} restart(s)",
+            t.skipped_lines, t.restarts
+        )
+    })
+}
+
 /// A ratio with two decimals (`0.21`), or `–`.
 pub fn fmt_ratio(r: f64) -> String {
     if r.is_finite() {
@@ -400,6 +432,39 @@ pub fn fmt_ratio(r: f64) -> String {
     } else {
         "–".into()
     }
+}
+
+/// ` (75%)` when an interval's real level is below the 95% asked, else nothing.
+pub fn level_note(level: f64) -> String {
+    if level < stats::LEVEL - 1e-9 {
+        format!(" ({:.0}%)", level * 100.0)
+    } else {
+        String::new()
+    }
+}
+
+/// A result's ratio to native with its interval: `≈ native [0.97–1.02]` when the
+/// interval holds 1, else `{prefix}0.87 [0.85–0.90]`; the interval's level is
+/// added when below 95% (`(90%)`), and there is no interval with one kept sample
+/// on either side. `None` without a ratio.
+pub fn ratio_text(r: &ResultEntry, prefix: &str) -> Option<String> {
+    let v = r.ratio_to_native?;
+    let ci = r.ratio_interval().filter(|ci| ci.exists());
+    Some(match ci {
+        Some(ci) => format!(
+            "{}{} [{}–{}]{}",
+            if ci.holds(1.0) { "≈ native" } else { prefix },
+            if ci.holds(1.0) {
+                String::new()
+            } else {
+                fmt_ratio(v)
+            },
+            fmt_ratio(ci.low),
+            fmt_ratio(ci.high),
+            level_note(ci.level)
+        ),
+        None => format!("{prefix}{} (no interval)", fmt_ratio(v)),
+    })
 }
 
 /// Geometric mean of positive values (`exp` of the mean of logs); `None` when empty
@@ -476,20 +541,24 @@ impl<'a> View<'a> {
             if t == BASELINE {
                 continue;
             }
-            let ratios: Vec<(&str, &str, f64)> = workloads
+            let ratios: Vec<(&str, &ResultEntry, f64)> = workloads
                 .iter()
                 .filter_map(|w| {
-                    let r = w.cells[ti]?.ratio_to_native?;
-                    Some((w.class, w.name.as_str(), r))
+                    let c = w.cells[ti]?;
+                    Some((w.class, c, c.ratio_to_native?))
                 })
                 .collect();
             let gm = |pick: &dyn Fn(&str) -> bool| {
-                let xs: Vec<f64> = ratios
+                let xs: Vec<(f64, stats::Interval)> = ratios
                     .iter()
                     .filter(|(c, _, _)| pick(c))
-                    .map(|x| x.2)
+                    .map(|(_, r, v)| (*v, r.ratio_interval().unwrap_or(stats::Interval::NONE)))
                     .collect();
-                geometric_mean(&xs).map(|value| GeoMean { value, n: xs.len() })
+                stats::geomean_ci(&xs).map(|(value, ci)| GeoMean {
+                    value,
+                    n: xs.len(),
+                    ci,
+                })
             };
             summary.push(TargetSummary {
                 target: t.clone(),
@@ -499,10 +568,10 @@ impl<'a> View<'a> {
             all_slow.extend(
                 ratios
                     .iter()
-                    .filter(|x| x.2 < 1.0)
-                    .map(|&(_, w, ratio)| Slowdown {
+                    .filter(|(_, r, _)| r.significantly_slower())
+                    .map(|&(_, r, ratio)| Slowdown {
                         target: t.clone(),
-                        workload: w.to_string(),
+                        workload: r.workload.clone(),
                         ratio,
                     }),
             );
@@ -621,10 +690,22 @@ impl<'a> View<'a> {
     /// (first 1 discarded as warm-up)`.
     pub fn method_note(&self) -> String {
         let p = &self.run.plan.run;
+        let reps = if p.auto {
+            format!(
+                "repetitions: {} or more, until the ratio's 95% interval is within ±{}% (at most {} or {} per target and workload)",
+                p.reps,
+                p.precision * 100.0,
+                p.max_reps,
+                p.max_time()
+            )
+        } else {
+            format!("{} repetitions", p.reps)
+        };
         format!(
-            "median of {} kept repetition(s) (first {} discarded as warm-up); spread = min–max of kept samples; \
-             CI = bootstrap 95% (10 000 resamples); noisy = CoV > 5%",
-            p.reps.saturating_sub(p.discard),
+            "median of the kept samples (n; first {} of each and the first after a restart discarded as warm-up); {reps}; \
+             spread = min–max of kept samples; CI = distribution-free interval from order statistics \
+             at the level it really has (95% asked, fewer samples reach less: shown when below 95%); \
+             ≈ native = the ratio's interval holds 1; noisy = CoV > 5%",
             p.discard
         )
     }
@@ -633,6 +714,31 @@ impl<'a> View<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_whose_interval_holds_one_reads_about_native() {
+        let mut run = crate::report::testing::synthetic_run(2, 1, 6);
+        let i = run
+            .results
+            .iter()
+            .position(|r| r.target == "ns" && r.headline)
+            .unwrap();
+        let r = &mut run.results[i];
+        (r.ratio_ci_low, r.ratio_ci_high, r.ratio_ci_level) = (Some(0.97), Some(1.02), Some(0.9));
+        assert_eq!(ratio_text(r, "×").unwrap(), "≈ native [0.97–1.02] (90%)");
+        assert!(!r.significantly_slower());
+        (r.ratio_ci_low, r.ratio_ci_high, r.ratio_ci_level) = (Some(0.85), Some(0.95), Some(0.97));
+        let v = r.ratio_to_native.unwrap();
+        assert_eq!(
+            ratio_text(r, "×").unwrap(),
+            format!("×{} [0.85–0.95]", fmt_ratio(v))
+        );
+        // Only slowdowns whose interval lies below 1 are listed.
+        let view = View::new(&run);
+        assert_eq!(view.slowdowns.len(), 1);
+        run.results[i].ratio_ci_high = Some(1.01);
+        assert!(View::new(&run).slowdowns.is_empty());
+    }
 
     #[test]
     fn geometric_mean_against_hand_computed_values() {

@@ -2,8 +2,9 @@
 //! deadline, pass progress on, skip console noise.
 
 use std::io::{self, BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub enum ConnError {
     /// Writing the request failed.
     #[error("writing to the agent: {0}")]
     Io(#[from] io::Error),
+    /// The agent sent a protocol line that could not be read.
+    #[error("unreadable answer from the agent: {0}")]
+    Protocol(String),
 }
 
 impl ConnError {
@@ -34,6 +38,7 @@ impl ConnError {
             ConnError::Closed => "agent_exited",
             ConnError::Interrupted => "interrupted",
             ConnError::Io(_) => "agent_exited",
+            ConnError::Protocol(_) => "protocol",
         }
     }
 }
@@ -41,28 +46,39 @@ impl ConnError {
 /// A connection to one agent.
 pub struct AgentConn {
     writer: Box<dyn Write + Send>,
-    rx: mpsc::Receiver<Response>,
-    _reader: JoinHandle<u64>,
+    rx: mpsc::Receiver<Result<Response, String>>,
+    skipped: Arc<AtomicU64>,
+    _reader: JoinHandle<()>,
 }
 
 impl AgentConn {
     /// Start reading answers from `from_agent` on a thread.
     pub fn new(writer: Box<dyn Write + Send>, from_agent: Box<dyn Read + Send>) -> AgentConn {
         let (tx, rx) = mpsc::channel();
+        let skipped = Arc::new(AtomicU64::new(0));
+        let counter = skipped.clone();
         let reader = std::thread::spawn(move || {
             let mut r = protocol::Reader::new(BufReader::new(from_agent));
-            while let Ok(Some(msg)) = r.next_message::<Response>() {
-                if tx.send(msg).is_err() {
+            while let Ok(Some(msg)) = r.next_checked::<Response>() {
+                counter.store(r.skipped, Ordering::Relaxed);
+                if tx.send(msg.map_err(|e| e.to_string())).is_err() {
                     break;
                 }
             }
-            r.skipped
+            counter.store(r.skipped, Ordering::Relaxed);
         });
         AgentConn {
             writer,
             rx,
+            skipped,
             _reader: reader,
         }
+    }
+
+    /// Lines from the agent's channel skipped so far as not protocol messages
+    /// (console noise).
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     /// Send `req` and wait for its final answer (anything but `progress`), calling
@@ -110,16 +126,17 @@ impl AgentConn {
                 return Err(ConnError::Deadline(deadline));
             }
             match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(Response::Progress {
+                Ok(Err(why)) => return Err(ConnError::Protocol(why)),
+                Ok(Ok(Response::Progress {
                     id,
                     fraction,
                     message,
-                }) => {
+                })) => {
                     if Some(id) == want_id {
                         on_progress(fraction, &message);
                     }
                 }
-                Ok(msg) => {
+                Ok(Ok(msg)) => {
                     let id = match &msg {
                         Response::Sample { id, .. }
                         | Response::Ready { id }
@@ -195,6 +212,25 @@ mod tests {
             .request(&Request::Shutdown, Duration::from_secs(5), &stop, |_, _| {})
             .unwrap();
         assert_eq!(bye, Response::Bye);
+    }
+
+    #[test]
+    fn console_noise_is_counted_and_an_unreadable_answer_fails_the_request() {
+        let (_req_r, req_w) = std::io::pipe().unwrap();
+        let (resp_r, mut resp_w) = std::io::pipe().unwrap();
+        let mut c = AgentConn::new(Box::new(req_w), Box::new(resp_r));
+        // Two lines of kernel noise, then a protocol line of the right version
+        // whose content is not an answer.
+        resp_w
+            .write_all(b"[    0.1] console noise\nmore noise\n{\"v\":1,\"type\":\"nonsense\"}\n")
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let e = c
+            .request(&Request::Hello, Duration::from_secs(5), &stop, |_, _| {})
+            .unwrap_err();
+        assert_eq!(e.kind(), "protocol", "{e}");
+        assert!(e.to_string().contains("unreadable answer"), "{e}");
+        assert_eq!(c.skipped(), 2);
     }
 
     #[test]

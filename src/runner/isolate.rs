@@ -168,6 +168,7 @@ pub fn isolate_step(
                         workload: GOOD_WORKLOAD.into(),
                         rep,
                         discarded: rep < plan.run.discard,
+                        position: None,
                         at: now_rfc3339(),
                         elapsed_s,
                         metrics,

@@ -1,7 +1,8 @@
 //! The three steps of the method. [`run`] is the overhead step: every workload of
-//! the plan in every target, repeated and interleaved, each sample committed as it
-//! arrives. Order: for each repetition, for each workload, for each target — so
-//! slow drift of the machine spreads over every workload and every target alike.
+//! the plan in every target, repeated in rounds, each sample committed as it
+//! arrives. Each round rotates the workloads and shuffles the targets from the
+//! plan's seed ([`round_order`]), so no target has a fixed place (after a slow
+//! one, say) and slow drift of the machine spreads over all of them alike.
 //! [`scale`] runs n instances at once.
 
 pub mod conn;
@@ -11,17 +12,17 @@ pub mod scale;
 pub mod session;
 pub mod study;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Result;
 
 use crate::plan::Plan;
 use crate::protocol::{Request, Response};
-use crate::results::{FailureRecord, RunRecord, SampleRecord};
+use crate::results::{FailureRecord, Position, RunRecord, SampleRecord, BASELINE};
+use crate::stats;
 use crate::targets;
 use crate::workloads;
 use conn::ConnError;
@@ -115,139 +116,403 @@ pub fn resolve_overhead(plan: &mut Plan) -> Result<()> {
         plan.run.workloads = Some(plan.workload_names());
     }
     plan.run.duration = Some(plan.duration());
+    plan.run.max_time = Some(plan.run.max_time());
+    if plan.run.seed.is_none() {
+        plan.run.seed = Some(fastrand::u32(..));
+    }
     plan.validate("plan")?;
     Ok(())
 }
 
+/// The order of one round: every workload once, starting from workload
+/// `round mod W` (rotated), and within each workload the targets in an order
+/// shuffled from the seed, the round and the workload. Only `(workload, target)`
+/// pairs for which `active` holds are kept, so a replay with the same seed visits
+/// the remaining pairs in the same relative order.
+pub fn round_order(
+    seed: u32,
+    round: u32,
+    workloads: usize,
+    targets: usize,
+    mut active: impl FnMut(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for k in 0..workloads {
+        let wi = (k + round as usize) % workloads;
+        let mut rng = fastrand::Rng::with_seed(
+            (u64::from(seed) << 32 | u64::from(round))
+                ^ (wi as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let mut ts: Vec<usize> = (0..targets).collect();
+        rng.shuffle(&mut ts);
+        out.extend(
+            ts.into_iter()
+                .filter(|&ti| active(wi, ti))
+                .map(|ti| (wi, ti)),
+        );
+    }
+    out
+}
+
+/// What has been measured of one (target, workload) so far.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    /// Attempts (samples and failures), the next repetition index.
+    attempts: u32,
+    /// Warm-up samples still to discard.
+    warmups_due: u32,
+    /// Headline values of the kept samples.
+    kept: Vec<f64>,
+    /// Whether the headline metric is higher-is-better.
+    hib: bool,
+    /// Host wall time spent on it, seconds.
+    time_s: f64,
+    /// Why it is not run any more (unavailable here).
+    skip: Option<String>,
+}
+
+/// Whether the `auto` rule has what it needs for a cell: its ratio to native's
+/// 95% interval (or, for native or without native, its median's) lies within
+/// ±`precision` at a level of at least 95%.
+fn precise(cell: &Cell, base: Option<&Cell>, precision: f64) -> bool {
+    match base {
+        Some(b) => {
+            if cell.kept.is_empty() || b.kept.is_empty() {
+                return false;
+            }
+            let r = stats::ratio(stats::median(&cell.kept), stats::median(&b.kept), cell.hib);
+            stats::ratio_ci(&cell.kept, &b.kept, cell.hib, stats::LEVEL).within(
+                r,
+                precision,
+                stats::LEVEL,
+            )
+        }
+        None => stats::median_ci(&cell.kept, stats::LEVEL).within(
+            stats::median(&cell.kept),
+            precision,
+            stats::LEVEL,
+        ),
+    }
+}
+
 /// The overhead step inside an open session.
+///
+/// Rounds: in each, every (target, workload) still to be measured runs once, in
+/// the order of [`round_order`]. A (target, workload) is measured `reps` times;
+/// with `auto`, then again until its ratio is precise enough or a cap. Every sample records its
+/// round and slot. After a target is restarted (DNR), its next sample is a
+/// warm-up and is discarded.
 pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> Result<()> {
     let target_names = plan.run.targets.clone().unwrap_or_default();
     let workload_names = plan.workload_names();
+    let r = &plan.run;
+    let seed = r.seed.unwrap_or_default();
+    let caps = if r.auto {
+        format!(
+            "auto: until each ratio's 95% interval is within ±{}%, at most {} repetition(s) or {} each",
+            r.precision * 100.0,
+            r.max_reps,
+            r.max_time()
+        )
+    } else {
+        "fixed".into()
+    };
     eprintln!(
-        "virtmark: run {}: {} workload(s) × {} target(s) × {} repetition(s), first {} discarded",
+        "virtmark: run {}: {} workload(s) × {} target(s) × {} repetition(s) ({caps}), first {} discarded; order seed {seed}",
         s.run_id(),
         workload_names.len(),
         target_names.len(),
-        plan.run.reps,
-        plan.run.discard
+        r.reps,
+        r.discard
     );
 
+    let (nt, nw) = (target_names.len(), workload_names.len());
     let mut agents: Vec<Option<Agent>> = target_names.iter().map(|_| None).collect();
     let mut dead: Vec<Option<String>> = target_names.iter().map(|_| None).collect();
-    let deadline = plan.run.deadline.get();
-    let total = plan.run.reps as u64 * workload_names.len() as u64 * target_names.len() as u64;
-    let progress = Progress::new(total);
-    let mut skip: BTreeMap<(usize, String), String> = BTreeMap::new();
+    let mut cold = vec![false; nt];
+    let mut restarts = vec![0u64; nt];
+    let mut skipped_before = vec![0u64; nt];
+    let mut cells: Vec<Vec<Cell>> = (0..nw)
+        .map(|_| {
+            (0..nt)
+                .map(|_| Cell {
+                    warmups_due: r.discard,
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .collect();
+    let native = target_names.iter().position(|t| t == BASELINE);
+    let deadline = r.deadline.get();
+    let progress = Progress::new((r.reps as u64) * (nt * nw) as u64);
     let mut next_id = 1u64;
 
-    'reps: for rep in 0..plan.run.reps {
-        for wname in &workload_names {
-            for (ti, tname) in target_names.iter().enumerate() {
-                if s.is_interrupted() {
-                    break 'reps;
-                }
-                progress.start_item(tname, wname, rep, plan.run.reps);
-                let fail = |kind: &str, message: String| FailureRecord {
-                    target: tname.clone(),
-                    workload: wname.clone(),
-                    rep,
-                    kind: kind.into(),
-                    message,
-                    ..Default::default()
-                };
-                if let Some(why) = dead[ti]
-                    .clone()
-                    .or_else(|| skip.get(&(ti, wname.clone())).cloned())
-                {
-                    progress.finish_item(&format!("skipped ({why})"));
-                    continue;
-                }
-                if agents[ti].is_none() {
-                    let spec = InstanceSpec {
-                        name: tname,
-                        kind: &kinds[ti],
-                        index: ti,
-                        memory: plan.run.memory.map_or(DEFAULT_MEMORY, |m| m.bytes()),
-                        cpuset: None,
-                        cpus: plan.run.cpus.map(|c| c as usize),
+    'rounds: for round in 0u32.. {
+        // Which cells still need a sample: non-native first, then native, which
+        // goes on while any other target of its workload does.
+        let mut active = vec![vec![false; nt]; nw];
+        for wi in 0..nw {
+            for pass in [false, true] {
+                for ti in (0..nt).filter(|&ti| (Some(ti) == native) == pass) {
+                    let c = &cells[wi][ti];
+                    let live = |o: usize| dead[o].is_none() && cells[wi][o].skip.is_none();
+                    let more = || {
+                        let others: Vec<usize> = (0..nt).filter(|&o| o != ti && live(o)).collect();
+                        if Some(ti) == native && !others.is_empty() {
+                            // Native serves the others' ratios: it goes on while they do.
+                            others.iter().any(|&o| active[wi][o])
+                        } else {
+                            let base = native.filter(|&n| n != ti && live(n));
+                            !precise(c, base.map(|n| &cells[wi][n]), r.precision)
+                        }
                     };
-                    match s.start(&spec) {
-                        Ok(a) => {
-                            s.note_target(tname, &a.fingerprint, a.startup_s)?;
-                            agents[ti] = Some(a);
-                        }
-                        Err(e) => {
-                            let msg = format!("{e:#}");
-                            dead[ti] = Some(msg.clone());
-                            progress.warn(&format!("{tname}: {msg}"));
-                            s.store_failure(fail("target_failed", msg))?;
-                            continue;
-                        }
-                    }
-                }
-                let agent = agents[ti].as_mut().expect("started above");
-                let id = next_id;
-                next_id += 1;
-                let req = Request::RunWorkload {
-                    id,
-                    workload: wname.clone(),
-                    params: plan.params.get(wname).cloned().unwrap_or_default(),
-                    duration: plan.run.duration,
-                    preset: plan.run.preset,
-                    peer: agent.peer(),
-                    barrier: false,
-                };
-                let answer = agent
-                    .conn
-                    .request(&req, deadline, &s.interrupted, |f, m| progress.sub(f, m));
-                match answer {
-                    Ok(Response::Sample {
-                        metrics,
-                        notes,
-                        elapsed_s,
-                        ..
-                    }) => {
-                        let sample = SampleRecord {
-                            target: tname.clone(),
-                            workload: wname.clone(),
-                            rep,
-                            discarded: rep < plan.run.discard,
-                            at: now_rfc3339(),
-                            elapsed_s,
-                            metrics,
-                            notes,
-                            ..Default::default()
+                    active[wi][ti] = dead[ti].is_none()
+                        && c.skip.is_none()
+                        && if !r.auto {
+                            c.attempts < r.reps
+                        } else if c.attempts >= r.max_reps {
+                            false
+                        } else if c.kept.is_empty() {
+                            true
+                        } else if c.time_s >= r.max_time().get().as_secs_f64() {
+                            false
+                        } else {
+                            c.attempts < r.reps || more()
                         };
-                        progress.finish_item(&progress::describe(&sample));
-                        s.store_sample(sample)?;
-                    }
-                    Ok(Response::Error { kind, message, .. }) => {
-                        if kind == "unavailable" || kind == "unknown_workload" {
-                            skip.insert((ti, wname.clone()), message.clone());
-                        }
-                        progress.warn(&format!("{tname} {wname} rep {}: {message}", rep + 1));
-                        s.store_failure(fail(&kind, message))?;
-                    }
-                    Ok(other) => {
-                        s.store_failure(fail("protocol", format!("unexpected answer {other:?}")))?;
-                    }
-                    Err(ConnError::Interrupted) => break 'reps,
-                    Err(e) => {
-                        // DNR: the agent is stuck or gone; restart it for the next sample.
-                        let msg = format!("{e} (DNR); restarting the target");
-                        progress.warn(&format!("{tname} {wname} rep {}: {msg}", rep + 1));
-                        s.store_failure(fail(e.kind(), msg))?;
-                        if let Some(a) = agents[ti].take() {
-                            a.kill();
-                        }
-                    }
                 }
             }
         }
+        let order = round_order(seed, round, nw, nt, |wi, ti| active[wi][ti]);
+        if order.is_empty() {
+            break;
+        }
+        progress.set_total(progress.done_count() + order.len() as u64);
+        for (slot, &(wi, ti)) in order.iter().enumerate() {
+            if s.is_interrupted() {
+                break 'rounds;
+            }
+            let (tname, wname) = (&target_names[ti], &workload_names[wi]);
+            let position = Some(Position {
+                round,
+                slot: slot as u32,
+            });
+            let rep = cells[wi][ti].attempts;
+            progress.start_item(tname, wname, rep, if r.auto { r.max_reps } else { r.reps });
+            let fail = |kind: &str, message: String| FailureRecord {
+                target: tname.clone(),
+                workload: wname.clone(),
+                rep,
+                kind: kind.into(),
+                message,
+                ..Default::default()
+            };
+            if let Some(why) = dead[ti].clone().or_else(|| cells[wi][ti].skip.clone()) {
+                progress.finish_item(&format!("skipped ({why})"));
+                continue;
+            }
+            if agents[ti].is_none() {
+                let spec = InstanceSpec {
+                    name: tname,
+                    kind: &kinds[ti],
+                    index: ti,
+                    memory: r.memory.map_or(DEFAULT_MEMORY, |m| m.bytes()),
+                    cpuset: None,
+                    cpus: r.cpus.map(|c| c as usize),
+                };
+                match s.start(&spec) {
+                    Ok(a) => {
+                        s.note_target(tname, &a.fingerprint, a.startup_s)?;
+                        agents[ti] = Some(a);
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        dead[ti] = Some(msg.clone());
+                        progress.warn(&format!("{tname}: {msg}"));
+                        s.store_failure(fail("target_failed", msg))?;
+                        continue;
+                    }
+                }
+            }
+            let agent = agents[ti].as_mut().expect("started above");
+            let id = next_id;
+            next_id += 1;
+            let req = Request::RunWorkload {
+                id,
+                workload: wname.clone(),
+                params: plan.params.get(wname).cloned().unwrap_or_default(),
+                duration: r.duration,
+                preset: r.preset,
+                peer: agent.peer(),
+                barrier: false,
+            };
+            let began = Instant::now();
+            let answer = agent
+                .conn
+                .request(&req, deadline, &s.interrupted, |f, m| progress.sub(f, m));
+            let skipped = agent.conn.skipped();
+            let cell = &mut cells[wi][ti];
+            cell.attempts += 1;
+            cell.time_s += began.elapsed().as_secs_f64();
+            match answer {
+                Ok(Response::Sample {
+                    metrics,
+                    notes,
+                    elapsed_s,
+                    ..
+                }) => {
+                    let discarded = cell.warmups_due > 0 || cold[ti];
+                    if discarded {
+                        cell.warmups_due = cell.warmups_due.saturating_sub(1);
+                        cold[ti] = false;
+                    } else if let Some(m) = metrics.first() {
+                        cell.hib = m.higher_is_better;
+                        cell.kept.push(m.value);
+                    }
+                    let sample = SampleRecord {
+                        target: tname.clone(),
+                        workload: wname.clone(),
+                        rep,
+                        discarded,
+                        position,
+                        at: now_rfc3339(),
+                        elapsed_s,
+                        metrics,
+                        notes,
+                        ..Default::default()
+                    };
+                    progress.finish_item(&progress::describe(&sample));
+                    s.store_sample(sample)?;
+                }
+                Ok(Response::Error { kind, message, .. }) => {
+                    if kind == "unavailable" || kind == "unknown_workload" {
+                        cell.skip = Some(message.clone());
+                    }
+                    progress.warn(&format!("{tname} {wname} rep {}: {message}", rep + 1));
+                    s.store_failure(fail(&kind, message))?;
+                }
+                Ok(other) => {
+                    s.store_failure(fail("protocol", format!("unexpected answer {other:?}")))?;
+                }
+                Err(ConnError::Interrupted) => break 'rounds,
+                Err(e @ ConnError::Protocol(_)) => {
+                    // The sample fails with the reason; the agent goes on (a late
+                    // answer to this request is recognised by its id and dropped).
+                    let msg = e.to_string();
+                    progress.warn(&format!("{tname} {wname} rep {}: {msg}", rep + 1));
+                    s.store_failure(fail(e.kind(), msg))?;
+                }
+                Err(e) => {
+                    // DNR: the agent is stuck or gone; restart it for the next
+                    // sample, which will be a warm-up again.
+                    let msg = format!("{e} (DNR); restarting the target");
+                    progress.warn(&format!("{tname} {wname} rep {}: {msg}", rep + 1));
+                    s.store_failure(fail(e.kind(), msg))?;
+                    if let Some(a) = agents[ti].take() {
+                        skipped_before[ti] += a.conn.skipped();
+                        a.kill();
+                    }
+                    cold[ti] = true;
+                    restarts[ti] += 1;
+                }
+            }
+            s.note_channel(tname, skipped_before[ti] + skipped, restarts[ti])?;
+        }
     }
     progress.done();
-    for a in agents.into_iter().flatten() {
-        a.stop();
+    for (ti, a) in agents.into_iter().enumerate() {
+        if let Some(a) = a {
+            s.note_channel(
+                &target_names[ti],
+                skipped_before[ti] + a.conn.skipped(),
+                restarts[ti],
+            )?;
+            a.stop();
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_rotate_workloads_shuffle_targets_and_replay_from_the_seed() {
+        let (nw, nt) = (16, 8);
+        let a: Vec<_> = (0..12)
+            .map(|r| round_order(7, r, nw, nt, |_, _| true))
+            .collect();
+        let b: Vec<_> = (0..12)
+            .map(|r| round_order(7, r, nw, nt, |_, _| true))
+            .collect();
+        assert_eq!(a, b, "the same seed replays the same order");
+        let c: Vec<_> = (0..12)
+            .map(|r| round_order(8, r, nw, nt, |_, _| true))
+            .collect();
+        assert_ne!(a, c);
+        for (r, order) in a.iter().enumerate() {
+            assert_eq!(order.len(), nw * nt, "every pair once per round");
+            assert_eq!(order[0].0, r % nw, "workloads rotate");
+        }
+        // No target has a fixed place: each is seen at several positions within
+        // its workload, and target 0 does not always follow the same target.
+        for t in 0..nt {
+            let places: std::collections::BTreeSet<usize> = a
+                .iter()
+                .flat_map(|o| {
+                    o.chunks(nt)
+                        .map(|ch| ch.iter().position(|p| p.1 == t).unwrap())
+                })
+                .collect();
+            assert!(places.len() >= 4, "target {t} at {places:?}");
+        }
+        let before_0: std::collections::BTreeSet<usize> = a
+            .iter()
+            .flat_map(|o| {
+                o.windows(2)
+                    .filter(|w| w[1].1 == 0)
+                    .map(|w| w[0].1)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(before_0.len() >= 4, "{before_0:?}");
+        // Inactive pairs drop out without changing the others' relative order.
+        let some = round_order(7, 3, nw, nt, |w, t| (w + t) % 3 != 0);
+        let kept: Vec<_> = a[3]
+            .iter()
+            .copied()
+            .filter(|&(w, t)| (w + t) % 3 != 0)
+            .collect();
+        assert_eq!(some, kept);
+    }
+
+    fn cell(kept: &[f64]) -> Cell {
+        Cell {
+            kept: kept.to_vec(),
+            hib: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn precise_needs_the_level_and_the_width() {
+        let base = cell(&[100.0, 100.5, 99.5, 100.2]);
+        // 4 and 4 samples within 1% of each other: level 0.971, within ±3%.
+        assert!(precise(&cell(&[90.0, 90.4, 89.8, 90.1]), Some(&base), 0.03));
+        // 3 and 4: level 1 − 2/35 ≈ 0.943 < 95%, however tight.
+        assert!(!precise(&cell(&[90.0, 90.4, 89.8]), Some(&base), 0.03));
+        // Tight enough for ±3% but not for ±0.1%.
+        assert!(!precise(
+            &cell(&[90.0, 90.4, 89.8, 90.1]),
+            Some(&base),
+            0.001
+        ));
+        // Without a baseline: the median's own interval (6 values reach 96.9%).
+        assert!(precise(
+            &cell(&[10.0, 10.1, 9.9, 10.0, 10.05, 9.95]),
+            None,
+            0.03
+        ));
+        assert!(!precise(&cell(&[10.0, 10.1, 9.9, 10.0, 10.05]), None, 0.03));
+    }
 }

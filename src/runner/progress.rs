@@ -10,7 +10,7 @@ use crate::results::SampleRecord;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
-    total: u64,
+    total: std::cell::Cell<u64>,
     done: std::cell::Cell<u64>,
     started: Instant,
     current: std::cell::RefCell<String>,
@@ -31,10 +31,24 @@ impl Progress {
         });
         Progress {
             bar,
-            total,
+            total: total.into(),
             done: 0.into(),
             started: Instant::now(),
             current: String::new().into(),
+        }
+    }
+
+    /// Items finished so far.
+    pub fn done_count(&self) -> u64 {
+        self.done.get()
+    }
+
+    /// Change the number of items expected in all (the `auto` repetitions decide
+    /// as they go).
+    pub fn set_total(&self, total: u64) {
+        self.total.set(total);
+        if let Some(b) = &self.bar {
+            b.set_length(total);
         }
     }
 
@@ -62,7 +76,7 @@ impl Progress {
             return "?".into();
         }
         let per = self.started.elapsed().as_secs_f64() / done as f64;
-        let left = per * (self.total - done) as f64;
+        let left = per * self.total.get().saturating_sub(done) as f64;
         humantime::format_duration(Duration::from_secs(left.round() as u64)).to_string()
     }
 
@@ -73,7 +87,7 @@ impl Progress {
             None => eprintln!(
                 "[{}/{}] {} — {line} (eta {})",
                 self.done.get(),
-                self.total,
+                self.total.get(),
                 self.current.borrow(),
                 self.eta()
             ),
@@ -87,7 +101,7 @@ impl Progress {
                 b.inc(1);
                 b.println(format!("warning: {msg}"));
             }
-            None => eprintln!("[{}/{}] warning: {msg}", self.done.get(), self.total),
+            None => eprintln!("[{}/{}] warning: {msg}", self.done.get(), self.total.get()),
         }
     }
 

@@ -249,6 +249,7 @@ pub fn scale_step(
                         workload: sp.workload.clone(),
                         rep,
                         discarded: rep < plan.run.discard,
+                        position: None,
                         at: now_rfc3339(),
                         elapsed_s,
                         metrics,

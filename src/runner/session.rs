@@ -150,8 +150,7 @@ impl Session {
                 .iter()
                 .map(|n| TargetRecord {
                     name: n.clone(),
-                    fingerprint: None,
-                    startup_s: None,
+                    ..Default::default()
                 })
                 .collect(),
             samples: vec![],
@@ -274,6 +273,19 @@ impl Session {
             if tr.fingerprint.is_none() {
                 tr.fingerprint = Some(fp.clone());
                 tr.startup_s = Some(startup_s);
+                self.db.upsert_target(&self.record.run_id, tr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Record what a target's channel lost so far: lines skipped as console noise,
+    /// and restarts after a DNR (stored only when they change).
+    pub fn note_channel(&mut self, name: &str, skipped_lines: u64, restarts: u64) -> Result<()> {
+        if let Some(tr) = self.record.targets.iter_mut().find(|t| t.name == name) {
+            if (tr.skipped_lines, tr.restarts) != (skipped_lines, restarts) {
+                tr.skipped_lines = skipped_lines;
+                tr.restarts = restarts;
                 self.db.upsert_target(&self.record.run_id, tr)?;
             }
         }

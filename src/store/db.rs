@@ -11,7 +11,7 @@ use crate::error::user;
 use crate::results::{FailureRecord, RunRecord, RunStatus, SampleRecord, TargetRecord};
 
 /// Version of the database layout.
-const DB_SCHEMA: i64 = 2;
+const DB_SCHEMA: i64 = 3;
 
 /// Changes from one layout version to the next: `MIGRATIONS[i]` takes i + 1 to i + 2.
 const MIGRATIONS: &[&str] = &[
@@ -24,6 +24,12 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE failures ADD COLUMN instances INTEGER;
      ALTER TABLE failures ADD COLUMN instance INTEGER;
      ALTER TABLE failures ADD COLUMN stressor TEXT;",
+    // 2 → 3: each sample's place in the shuffled order; per target, skipped
+    // console lines and restarts.
+    "ALTER TABLE samples ADD COLUMN round INTEGER;
+     ALTER TABLE samples ADD COLUMN slot INTEGER;
+     ALTER TABLE targets ADD COLUMN skipped_lines INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE targets ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;",
 ];
 
 const SCHEMA: &str = "
@@ -48,6 +54,8 @@ CREATE TABLE IF NOT EXISTS targets (
     name TEXT NOT NULL,
     startup_s REAL,
     fingerprint_json TEXT,
+    skipped_lines INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -63,7 +71,9 @@ CREATE TABLE IF NOT EXISTS samples (
     step TEXT NOT NULL DEFAULT 'overhead',
     instances INTEGER,
     instance INTEGER,
-    stressor TEXT
+    stressor TEXT,
+    round INTEGER,
+    slot INTEGER
 );
 CREATE TABLE IF NOT EXISTS sample_metrics (
     sample_id INTEGER NOT NULL REFERENCES samples(id),
@@ -286,12 +296,14 @@ impl Db {
     pub fn upsert_target(&self, run_id: &str, t: &TargetRecord) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO targets (run_id, name, startup_s, fingerprint_json) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO targets (run_id, name, startup_s, fingerprint_json, skipped_lines, restarts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     run_id,
                     t.name,
                     t.startup_s,
                     t.fingerprint.as_ref().map(serde_json::to_string).transpose()?,
+                    t.skipped_lines as i64,
+                    t.restarts as i64,
                 ],
             )
             .map_err(|e| db_error(&self.path, e))?;
@@ -303,7 +315,7 @@ impl Db {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
         tx.execute(
-            "INSERT INTO samples (run_id, target, workload, rep, discarded, at, elapsed_s, notes_json, step, instances, instance, stressor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO samples (run_id, target, workload, rep, discarded, at, elapsed_s, notes_json, step, instances, instance, stressor, round, slot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 run_id,
                 s.target,
@@ -317,6 +329,8 @@ impl Db {
                 s.instances,
                 s.instance,
                 s.stressor,
+                s.position.map(|p| p.round),
+                s.position.map(|p| p.slot),
             ],
         )
         .map_err(|e| db_error(&path, e))?;
@@ -387,7 +401,7 @@ impl Db {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, target, workload, rep, discarded, at, elapsed_s, notes_json, step, instances, instance, stressor FROM samples WHERE run_id = ?1 ORDER BY id",
+                "SELECT id, target, workload, rep, discarded, at, elapsed_s, notes_json, step, instances, instance, stressor, round, slot FROM samples WHERE run_id = ?1 ORDER BY id",
             )
             .map_err(|e| db_error(&self.path, e))?;
         let mut ms = self
@@ -413,6 +427,13 @@ impl Db {
                         instances: r.get(9)?,
                         instance: r.get(10)?,
                         stressor: r.get(11)?,
+                        position: match (r.get::<_, Option<u32>>(12)?, r.get::<_, Option<u32>>(13)?)
+                        {
+                            (Some(round), Some(slot)) => {
+                                Some(crate::results::Position { round, slot })
+                            }
+                            _ => None,
+                        },
                     },
                 ))
             })
@@ -543,7 +564,7 @@ impl Db {
         // Targets in the order the run listed them, fingerprints from their table.
         let mut st = self
             .conn
-            .prepare("SELECT name, startup_s, fingerprint_json FROM targets WHERE run_id = ?1")
+            .prepare("SELECT name, startup_s, fingerprint_json, skipped_lines, restarts FROM targets WHERE run_id = ?1")
             .map_err(|e| db_error(&self.path, e))?;
         let stored = st
             .query_map([run_id], |r| {
@@ -551,6 +572,8 @@ impl Db {
                     r.get::<_, String>(0)?,
                     r.get::<_, Option<f64>>(1)?,
                     r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })
             .map_err(|e| db_error(&self.path, e))?
@@ -562,11 +585,11 @@ impl Db {
             .filter(|s| !s.is_empty())
             .map(|name| TargetRecord {
                 name: name.to_string(),
-                fingerprint: None,
-                startup_s: None,
+                ..Default::default()
             })
             .collect();
-        for (name, startup_s, fp) in stored {
+        for (name, startup_s, fp, skipped, restarts) in stored {
+            let (skipped_lines, restarts) = (skipped.max(0) as u64, restarts.max(0) as u64);
             let fingerprint = fp
                 .map(|j| serde_json::from_str(&j))
                 .transpose()
@@ -575,11 +598,15 @@ impl Db {
                 Some(t) => {
                     t.startup_s = startup_s;
                     t.fingerprint = fingerprint;
+                    t.skipped_lines = skipped_lines;
+                    t.restarts = restarts;
                 }
                 None => targets.push(TargetRecord {
                     name,
                     fingerprint,
                     startup_s,
+                    skipped_lines,
+                    restarts,
                 }),
             }
         }
@@ -679,6 +706,8 @@ mod tests {
                    rep INTEGER, discarded INTEGER, at TEXT, elapsed_s REAL, notes_json TEXT);
                  CREATE TABLE failures (run_id TEXT, target TEXT, workload TEXT, rep INTEGER,
                    kind TEXT, message TEXT);
+                 CREATE TABLE targets (run_id TEXT, name TEXT, startup_s REAL, fingerprint_json TEXT,
+                   PRIMARY KEY (run_id, name));
                  INSERT INTO samples VALUES (1, 'r', 'native', 'dd-zero', 0, 0, 't', 1.0, '[]');",
             )
             .unwrap();
@@ -692,7 +721,7 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((v.as_str(), step.as_str()), ("2", "overhead"));
+        assert_eq!((v.as_str(), step.as_str()), ("3", "overhead"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The built-in workload suite: every benchmark runs inside the agent, so a target
 //! needs nothing installed. Each workload stands for a benchmark of the classic
-//! studies (`shared/STUDIES.md`) and reports one headline metric first, then any
+//! studies (`docs/studies.md`) and reports one headline metric first, then any
 //! secondary metrics.
 //!
 //! A workload never knows which target it runs in: it gets a [`Ctx`] (duration,
