@@ -146,6 +146,7 @@ pub fn synthetic_scale(targets: &[&str]) -> Vec<ScaleEntry> {
                     Some(Aggregate {
                         mean_times_n: mean * n as f64,
                         sum: mean * ok as f64,
+                        finished_mean_times_n: None,
                     }),
                     Some(1.0 - 0.002 * n as f64),
                 )
@@ -159,10 +160,18 @@ pub fn synthetic_scale(targets: &[&str]) -> Vec<ScaleEntry> {
                 memory_per_instance: (2039u64 << 20) / n as u64,
                 pinned: false,
                 per_instance,
+                per_instance_finished: None,
                 aggregate,
                 fairness,
                 past_knee: false,
                 barrier_spread_ms: (n > 1).then_some(0.5 * n as f64),
+                window_overlap: None,
+                counts: crate::results::InstanceCounts {
+                    planned: n,
+                    started: ok,
+                    finished: ok,
+                    failed: n - ok,
+                },
                 dnr,
             });
         }
@@ -214,6 +223,15 @@ pub fn synthetic_isolation(targets: &[&str]) -> Vec<IsolationEntry> {
                     Some(500.0 * (1.0 - wb / 100.0)),
                 ],
                 well_behaved_p99_us: [Some(120.0 * (1.0 + wb / 10.0)), Some(120.0)],
+                well_behaved_finished: None,
+                well_behaved_dnr: vec![],
+                counts: crate::results::InstanceCounts {
+                    planned: 4,
+                    started: 4,
+                    finished: if dnr { 3 } else { 4 },
+                    failed: u32::from(dnr),
+                },
+                host_sched_lag_ms: None,
                 stressor_notes: vec![format!("{st} started"), format!("stressor {st}: done")],
             });
         }
