@@ -124,8 +124,12 @@ pub struct StartEnv<'a> {
     pub tag: String,
     /// CPUs the target gets (default: every host CPU).
     pub cpus: usize,
-    /// Host CPUs the target is pinned to, when pinned (`scale --pin`).
+    /// Host CPUs the target is pinned to, when pinned (`scale --pin`). A driver
+    /// that cannot pin refuses the instance rather than run it unpinned.
     pub cpuset: Option<Vec<usize>>,
+    /// Start without memory and task limits (`isolate --no-limits`); a driver
+    /// that cannot lift them refuses.
+    pub unlimited: bool,
     /// Memory the target gets, bytes (default: 2 GiB as the studies gave their guests).
     pub memory: u64,
 }
