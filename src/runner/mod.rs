@@ -170,6 +170,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                         memory: plan.run.memory.map_or(DEFAULT_MEMORY, |m| m.bytes()),
                         cpuset: None,
                         cpus: plan.run.cpus.map(|c| c as usize),
+                        unlimited: false,
                     };
                     match s.start(&spec) {
                         Ok(a) => {

@@ -114,6 +114,8 @@ pub struct InstanceSpec<'a> {
     pub cpuset: Option<Vec<usize>>,
     /// How many CPUs it gets (None: every host CPU, or the cpuset's size).
     pub cpus: Option<usize>,
+    /// Without memory and task limits (`isolate --no-limits`).
+    pub unlimited: bool,
 }
 
 impl Session {
@@ -217,6 +219,7 @@ impl Session {
                 .or(spec.cpuset.as_ref().map(Vec::len))
                 .unwrap_or(self.host_cpus),
             cpuset: spec.cpuset.clone(),
+            unlimited: spec.unlimited,
             memory: spec.memory,
             exe: &self.exe,
             scratch: self.scratch_root.join(format!("{safe}{suffix}")),
