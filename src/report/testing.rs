@@ -134,19 +134,37 @@ pub fn synthetic_scale(targets: &[&str]) -> Vec<ScaleEntry> {
             }
             let ok = n - dnr.len() as u32;
             let mean = agg / n as f64;
+            // Every instance counts: a DNR is zero in the aggregate (as the
+            // results model derives it), the finished-only figure beside.
             let (per_instance, aggregate, fairness) = if ok == 0 {
-                (None, None, None)
+                (
+                    Some(Spread {
+                        mean: 0.0,
+                        min: 0.0,
+                        max: 0.0,
+                    }),
+                    Some(Aggregate {
+                        mean_times_n: 0.0,
+                        sum: 0.0,
+                        finished_mean_times_n: None,
+                    }),
+                    None,
+                )
             } else {
                 (
                     Some(Spread {
-                        mean,
-                        min: mean * (1.0 - 0.02 * n as f64),
+                        mean: mean * ok as f64 / n as f64,
+                        min: if ok < n {
+                            0.0
+                        } else {
+                            mean * (1.0 - 0.02 * n as f64)
+                        },
                         max: mean * (1.0 + 0.015 * n as f64),
                     }),
                     Some(Aggregate {
-                        mean_times_n: mean * n as f64,
+                        mean_times_n: mean * ok as f64,
                         sum: mean * ok as f64,
-                        finished_mean_times_n: None,
+                        finished_mean_times_n: (ok < n).then_some(mean * n as f64),
                     }),
                     Some(1.0 - 0.002 * n as f64),
                 )
