@@ -138,6 +138,9 @@ pub fn isolate_step(
             cpuset: None,
             cpus: plan.run.cpus.map(|c| c as usize),
             unlimited: iso.no_limits,
+            // With limits, each instance also gets its own CPU share, as a VM
+            // gets its vCPUs; --no-limits lifts that too.
+            cpu_share: !iso.no_limits,
         };
         let mut agents: Vec<Option<Agent>> = Vec::new();
         for i in 0..iso.instances as usize {
@@ -395,7 +398,10 @@ fn stress_params(
         } else {
             iso.memory.bytes() * 2
         }),
-        pids_cap: Some(if native { 256 } else { 8192 }),
+        // Past the container's task limit (4096), so that the limit stops it;
+        // on native and without limits, 64 spinning processes: enough to crowd
+        // the neighbours, few enough that the host stays responsive.
+        pids_cap: Some(if native || iso.no_limits { 64 } else { 8192 }),
         peer: agent0.and_then(Agent::peer),
         dir: None,
     }

@@ -171,6 +171,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                         cpuset: None,
                         cpus: plan.run.cpus.map(|c| c as usize),
                         unlimited: false,
+                        cpu_share: false,
                     };
                     match s.start(&spec) {
                         Ok(a) => {

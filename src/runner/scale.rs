@@ -223,6 +223,7 @@ pub fn scale_step(
                     cpuset: sp.pin.then(|| vec![i % host_cpus]),
                     cpus: plan.run.cpus.map(|c| c as usize),
                     unlimited: false,
+                    cpu_share: false,
                 };
                 match s.start(&spec) {
                     Ok(a) => {

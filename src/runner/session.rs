@@ -116,6 +116,8 @@ pub struct InstanceSpec<'a> {
     pub cpus: Option<usize>,
     /// Without memory and task limits (`isolate --no-limits`).
     pub unlimited: bool,
+    /// A CPU share of its own even with every CPU (the isolation step).
+    pub cpu_share: bool,
 }
 
 impl Session {
@@ -220,6 +222,7 @@ impl Session {
                 .unwrap_or(self.host_cpus),
             cpuset: spec.cpuset.clone(),
             unlimited: spec.unlimited,
+            cpu_share: spec.cpu_share,
             memory: spec.memory,
             exe: &self.exe,
             scratch: self.scratch_root.join(format!("{safe}{suffix}")),

@@ -175,7 +175,9 @@ fn memory(p: &StressParams, start: Instant, d: Duration) -> Done {
     (allocated, "bytes allocated", limit)
 }
 
-/// Fork until the pids limit or the cap; children wait to be killed with the group.
+/// Fork until the pids limit or the cap; the children spin (every process of a
+/// fork bomb is runnable) until they are killed with the group or their parent
+/// dies.
 fn fork_bomb(p: &StressParams, start: Instant, d: Duration) -> Done {
     use nix::unistd::{fork, ForkResult};
     let cap = p.pids_cap.unwrap_or(1024);
@@ -183,9 +185,9 @@ fn fork_bomb(p: &StressParams, start: Instant, d: Duration) -> Done {
     let mut limit = None;
     let me = nix::unistd::getpid();
     while made < cap && !stopping(start, d) {
-        // SAFETY: the child only calls prctl(2), getppid(2), _exit(2) and pause(2)
-        // and never returns into Rust code that could observe the parent's state
-        // (locks, allocator).
+        // SAFETY: the child only calls prctl(2), getppid(2) and _exit(2), then
+        // spins; it never returns into Rust code that could observe the parent's
+        // state (locks, allocator).
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 // Die with the stressor, however it ends: no child outlives it,
@@ -199,8 +201,10 @@ fn fork_bomb(p: &StressParams, start: Instant, d: Duration) -> Done {
                         nix::libc::_exit(0);
                     }
                 }
+                // Every process of a fork bomb runs: the children spin until
+                // they are killed with the stressor's group.
                 loop {
-                    nix::unistd::pause();
+                    std::hint::spin_loop();
                 }
             }
             Ok(ForkResult::Parent { .. }) => made += 1,

@@ -32,6 +32,9 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// Task limit; `None`: no task limit (`isolate --no-limits`).
     pub pids: Option<u64>,
+    /// Join the CPU controller even when `cpus` is every CPU: a CPU share of its
+    /// own against the other groups.
+    pub cpu_share: bool,
 }
 
 impl Limits {
@@ -43,6 +46,7 @@ impl Limits {
             pinned: env.cpuset.clone(),
             memory: (!env.unlimited).then_some(env.memory),
             pids: (!env.unlimited).then_some(PIDS_MAX),
+            cpu_share: env.cpu_share,
         }
     }
 
@@ -269,7 +273,7 @@ pub fn create(guard: &mut Guard, tag: &str, limits: &Limits) -> Result<Cgroups> 
     // carries the memory controller (hybrid layout: the v2 tree would only hold
     // it, not limit it, and a v2 `cgroup.procs` write costs milliseconds here).
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu_limited = limits.cpus < host_cpus || limits.pinned.is_some();
+    let cpu_limited = limits.cpus < host_cpus || limits.pinned.is_some() || limits.cpu_share;
     let hybrid = all
         .iter()
         .any(|h| !h.v2 && h.controllers.iter().any(|c| c == "memory"));

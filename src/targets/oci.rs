@@ -496,6 +496,7 @@ mod tests {
                 pinned: None,
                 memory: Some(1 << 30),
                 pids: Some(100),
+                cpu_share: false,
             },
             cpus_list: "0,1",
             flavor: &SpecFlavor::Oci,
