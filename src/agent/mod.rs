@@ -236,9 +236,11 @@ fn run_workload(
     let out_cell = std::cell::RefCell::new(out);
     let barrier_cell = std::cell::RefCell::new(at_barrier);
     let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
+    // Set when the agent was shut down at the barrier: nothing more goes out.
+    let shut = std::cell::Cell::new(false);
     let progress = |fraction: f64, message: &str| {
         // At most ten progress lines a second: the channel may be a slow console.
-        if last.get().elapsed() < Duration::from_millis(100) {
+        if shut.get() || last.get().elapsed() < Duration::from_millis(100) {
             return;
         }
         last.set(Instant::now());
@@ -255,7 +257,6 @@ fn run_workload(
     // Set-up done: `ready`, wait for `go` (with a barrier), note the start of the
     // measured window. Once only; `shut` when the agent must end instead.
     let started_at = std::cell::Cell::new(None);
-    let shut = std::cell::Cell::new(false);
     let begun = std::cell::Cell::new(false);
     let begin = || -> Result<(), WorkloadError> {
         if begun.replace(true) {
