@@ -529,4 +529,26 @@ mod tests {
         let e = err("[run]\ntargets = [\"mainframe\"]\n");
         assert!(e.contains("unknown target \"mainframe\""), "{e}");
     }
+
+    #[test]
+    fn the_studies_memory_split_gives_camargos_et_al_s_shares() {
+        let sp = ScalePlan::default();
+        let mib: Vec<u64> = [1, 2, 4, 8, 16, 32]
+            .iter()
+            .map(|&n| sp.memory_for(n) >> 20)
+            .collect();
+        assert_eq!(mib, vec![2039, 1622, 811, 405, 202, 101]);
+        let even = ScalePlan {
+            memory_split: MemorySplit::Even,
+            memory_total: crate::units::ByteSize::mib(1024),
+            ..ScalePlan::default()
+        };
+        assert_eq!(even.memory_for(4), 256 << 20);
+        // Never more than the total, even for n = 2.
+        let small = ScalePlan {
+            memory_total: crate::units::ByteSize::mib(512),
+            ..ScalePlan::default()
+        };
+        assert_eq!(small.memory_for(2), 512 << 20);
+    }
 }
