@@ -164,7 +164,11 @@ pub fn isolate_step(
             let mut stressing = false;
             let round_start = std::time::Instant::now();
             if stressor != BASELINE {
-                match refusal(&stressor, &kinds[ti], agents[0].as_ref()) {
+                match refusal(
+                    &stressor,
+                    &kinds[ti],
+                    agents[0].as_ref().map(|a| &a.fingerprint),
+                ) {
                     Some(why) => notes.push(format!("{stressor} refused: {why}")),
                     None => {
                         let params = stress_params(
@@ -306,13 +310,17 @@ fn start_instance(s: &mut Session, spec: &InstanceSpec, tname: &str) -> Result<O
 /// targets, the destructive ones unless the remote agent sits in a cgroup with
 /// memory and task limits, and the UDP floods unless the remote reaches a peer of
 /// the user's (`--peer`) rather than this host's loopback through the tunnel.
-fn refusal(stressor: &str, kind: &TargetKind, agent0: Option<&Agent>) -> Option<String> {
+fn refusal(
+    stressor: &str,
+    kind: &TargetKind,
+    fingerprint: Option<&crate::fingerprint::Fingerprint>,
+) -> Option<String> {
     let TargetKind::Ssh(t) = kind else {
         return None;
     };
-    let agent0 = agent0?;
+    let fingerprint = fingerprint?;
     if DESTRUCTIVE.contains(&stressor) {
-        let cg = &agent0.fingerprint.cgroup;
+        let cg = &fingerprint.cgroup;
         if cg.memory_max.is_none() || cg.pids_max.is_none() {
             return Some(format!(
                 "ssh:{}: the remote agent has no cgroup memory and task limits (memory {}, tasks {}): \
@@ -485,6 +493,60 @@ fn stop_stressor(s: &Session, agent: &mut Option<Agent>, id: u64, round_s: f64) 
                 dead.kill();
             }
             format!("instance 0 did not answer stop ({e}): killed and restarted")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::Fingerprint;
+
+    fn ssh(peer: Option<&str>) -> TargetKind {
+        let mut k = crate::targets::parse("ssh:user@remote").unwrap();
+        if let TargetKind::Ssh(t) = &mut k {
+            t.peer = peer.map(String::from);
+        }
+        k
+    }
+
+    #[test]
+    fn ssh_refuses_destructive_stressors_without_remote_limits_and_tunnelled_floods() {
+        let mut fp = Fingerprint::default();
+        for st in ["memory", "fork", "disk"] {
+            let why = refusal(st, &ssh(None), Some(&fp)).expect(st);
+            assert!(why.contains("no cgroup memory and task limits"), "{why}");
+        }
+        assert_eq!(refusal("cpu", &ssh(Some("10.0.0.1:7000")), Some(&fp)), None);
+        let why = refusal("udp-recv", &ssh(None), Some(&fp)).unwrap();
+        assert!(why.contains("this host's loopback"), "{why}");
+        assert_eq!(
+            refusal("udp-send", &ssh(Some("10.0.0.1:7000")), Some(&fp)),
+            None
+        );
+        // A limited remote may run them.
+        fp.cgroup.memory_max = Some(512 << 20);
+        fp.cgroup.pids_max = Some(4096);
+        assert_eq!(refusal("fork", &ssh(None), Some(&fp)), None);
+        // Other targets are never refused here.
+        assert_eq!(refusal("fork", &TargetKind::Ns, None), None);
+    }
+
+    #[test]
+    fn no_limits_applies_to_containers_only() {
+        let iso = IsolationPlan {
+            no_limits: true,
+            ..IsolationPlan::default()
+        };
+        for t in ["ns", "oci:crun", "oci:runc", "lxc", "gvisor"] {
+            assert!(check_safety(&[t.to_string()], &iso).is_ok(), "{t}");
+        }
+        for t in ["native", "uml", "qemu:tcg", "ssh:remote"] {
+            let e = check_safety(&[t.to_string()], &iso).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("refusing --no-limits"),
+                "{t}: {e:#}"
+            );
         }
     }
 }
