@@ -209,9 +209,14 @@ pub struct ScaleArgs {
     /// Instance counts, comma-separated and increasing (default: 1,2,4,8,16,32).
     #[arg(long, value_delimiter = ',')]
     pub instances: Option<Vec<u32>>,
-    /// Memory divided between the instances (default: 2039MiB, the studies' guest).
+    /// Memory divided between the instances (default: 2039MiB, the studies' guest);
+    /// given, it is divided evenly unless --memory-split says otherwise.
     #[arg(long)]
     pub memory_total: Option<crate::units::ByteSize>,
+    /// How memory is divided: `studies` (2039, 1622, 811, 405, 202, 101 MiB for
+    /// n = 1 … 32, as Camargos et al.) or `even` (the total / n).
+    #[arg(long, value_name = "studies|even")]
+    pub memory_split: Option<crate::plan::MemorySplit>,
     /// Pin instance i to host CPU i mod CPUs (default: instances share every CPU).
     #[arg(long)]
     pub pin: bool,
@@ -238,6 +243,10 @@ pub struct IsolateArgs {
     /// Let memory, fork and disk stressors run on native (bounded all the same).
     #[arg(long)]
     pub allow_host_stress: bool,
+    /// Run container instances without their memory and task limits, to show what
+    /// the limits contain (refused on native, which has none to lift).
+    #[arg(long)]
+    pub no_limits: bool,
     /// Options every step takes.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -612,6 +621,10 @@ fn cmd_scale(args: ScaleArgs) -> Result<()> {
     }
     if let Some(m) = args.memory_total {
         sp.memory_total = m;
+        sp.memory_split = crate::plan::MemorySplit::Even;
+    }
+    if let Some(split) = args.memory_split {
+        sp.memory_split = split;
     }
     sp.pin |= args.pin;
     plan.scale = Some(sp);
@@ -644,6 +657,7 @@ fn cmd_isolate(args: IsolateArgs) -> Result<()> {
         iso.rate = r;
     }
     iso.allow_host_stress |= args.allow_host_stress;
+    iso.no_limits |= args.no_limits;
     plan.isolation = Some(iso);
     plan.validate("command line")?;
     execute(

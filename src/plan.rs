@@ -51,6 +51,10 @@ pub struct IsolationPlan {
     /// Let memory, fork and disk stressors run on `native` (bounded all the same).
     #[serde(default)]
     pub allow_host_stress: bool,
+    /// Start the instances without memory and task limits (containers only): the
+    /// contrast that shows what the limits contain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_limits: bool,
 }
 
 fn default_isolation_instances() -> u32 {
@@ -78,6 +82,7 @@ impl Default for IsolationPlan {
             memory: default_isolation_memory(),
             rate: default_rate(),
             allow_host_stress: false,
+            no_limits: false,
         }
     }
 }
@@ -105,9 +110,44 @@ pub struct ScalePlan {
     /// Memory divided between the instances (the studies gave one VM 2039 MiB).
     #[serde(default = "default_memory_total")]
     pub memory_total: crate::units::ByteSize,
+    /// How the memory is divided: `studies` (default: Camargos et al.'s split,
+    /// 2039 MiB for 1, 1622 for 2, 811 for 4, … 101 for 32) or `even` (the total
+    /// divided by n).
+    #[serde(default)]
+    pub memory_split: MemorySplit,
     /// Pin instance i to host CPU i mod CPUs (else they share every CPU).
     #[serde(default)]
     pub pin: bool,
+}
+
+/// How the scalability step divides memory between n instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MemorySplit {
+    /// Camargos et al.'s split: one instance gets the whole total (2039 MiB), n ≥ 2
+    /// share 3244 MiB (1622 × 2 = 811 × 4 = … ≈ 101 × 32), each never more than
+    /// the total.
+    #[default]
+    Studies,
+    /// The total divided by n.
+    Even,
+}
+
+/// What the studies' hosts shared between n ≥ 2 guests, MiB (Camargos et al.
+/// 2008: 1622 MiB each for 2, 811 for 4, 405 for 8, 202 for 16, 101 for 32).
+pub const STUDIES_SHARED_MIB: u64 = 3244;
+
+impl ScalePlan {
+    /// Memory of each of `n` instances, bytes.
+    pub fn memory_for(&self, n: u32) -> u64 {
+        let n = u64::from(n.max(1));
+        let total = self.memory_total.bytes();
+        match self.memory_split {
+            MemorySplit::Even => total / n,
+            MemorySplit::Studies if n == 1 => total,
+            MemorySplit::Studies => ((STUDIES_SHARED_MIB / n) << 20).min(total),
+        }
+    }
 }
 
 fn default_scale_workload() -> String {
@@ -126,6 +166,7 @@ impl Default for ScalePlan {
             workload: default_scale_workload(),
             instances: default_instances(),
             memory_total: default_memory_total(),
+            memory_split: MemorySplit::default(),
             pin: false,
         }
     }
@@ -439,11 +480,12 @@ impl Plan {
                     sc.instances
                 )));
             }
-            let smallest = sc.memory_total.bytes() / u64::from(*sc.instances.last().unwrap_or(&1));
+            let smallest = sc.memory_for(*sc.instances.last().unwrap_or(&1));
             if smallest < 16 << 20 {
                 return Err(UserError(format!(
-                    "{origin}: scale.memory-total = {} leaves {} MiB per instance at n = {}: give at least 16 MiB each",
+                    "{origin}: scale.memory-total = {} ({:?} split) leaves {} MiB per instance at n = {}: give at least 16 MiB each",
                     sc.memory_total,
+                    sc.memory_split,
                     smallest >> 20,
                     sc.instances.last().unwrap_or(&1)
                 )));
@@ -567,5 +609,27 @@ mod tests {
         assert!(e.contains("params: unknown workload \"spin\""), "{e}");
         let e = err("[run]\ntargets = [\"mainframe\"]\n");
         assert!(e.contains("unknown target \"mainframe\""), "{e}");
+    }
+
+    #[test]
+    fn the_studies_memory_split_gives_camargos_et_al_s_shares() {
+        let sp = ScalePlan::default();
+        let mib: Vec<u64> = [1, 2, 4, 8, 16, 32]
+            .iter()
+            .map(|&n| sp.memory_for(n) >> 20)
+            .collect();
+        assert_eq!(mib, vec![2039, 1622, 811, 405, 202, 101]);
+        let even = ScalePlan {
+            memory_split: MemorySplit::Even,
+            memory_total: crate::units::ByteSize::mib(1024),
+            ..ScalePlan::default()
+        };
+        assert_eq!(even.memory_for(4), 256 << 20);
+        // Never more than the total, even for n = 2.
+        let small = ScalePlan {
+            memory_total: crate::units::ByteSize::mib(512),
+            ..ScalePlan::default()
+        };
+        assert_eq!(small.memory_for(2), 512 << 20);
     }
 }

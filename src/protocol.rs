@@ -119,10 +119,13 @@ pub enum Response {
         notes: Vec<String>,
         /// Wall time of the whole workload execution, seconds.
         elapsed_s: f64,
-        /// When the workload started (after any barrier), Unix time in seconds as
-        /// the target's clock saw it.
+        /// When the measured window started (after the workload's set-up and any
+        /// barrier), Unix time in seconds as the target's clock saw it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         started_at: Option<f64>,
+        /// When the measured window ended (the workload returned), same clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended_at: Option<f64>,
     },
     /// A request failed; the agent keeps serving.
     Error {
@@ -316,6 +319,7 @@ mod tests {
             notes: vec!["block size 512 B".into()],
             elapsed_s: 1.0,
             started_at: Some(1.7e9),
+            ended_at: Some(1.7e9 + 1.0),
         };
         assert_eq!(decode::<Response>(&encode(&r)).unwrap(), r);
     }

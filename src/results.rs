@@ -11,6 +11,8 @@ use crate::plan::Plan;
 use crate::stats;
 use crate::workloads::Metric;
 
+pub mod steps;
+
 /// Version of the `results.json` schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -339,31 +341,60 @@ pub struct ScaleEntry {
     pub memory_per_instance: u64,
     /// Whether each instance was pinned to one CPU.
     pub pinned: bool,
-    /// Per-instance throughput (each instance's median over kept repetitions):
-    /// mean, min, max over instances that returned a result.
+    /// Per-instance throughput (each instance's median over the kept repetitions,
+    /// a repetition without a result counted as zero): mean, min, max over all n.
     pub per_instance: Option<Spread>,
+    /// The same over the instances that returned a result in every kept repetition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_instance_finished: Option<Spread>,
     /// Aggregate throughput.
     pub aggregate: Option<Aggregate>,
-    /// Jain's fairness index over instances (1 = perfectly even).
+    /// Jain's fairness index over all n instances (1 = perfectly even).
     pub fairness: Option<f64>,
     /// Whether this n is past the knee (the aggregate grew by less than 5% from the
     /// previous n, and at every n after).
     pub past_knee: bool,
-    /// Largest gap between instances' release from the barrier over the kept
-    /// repetitions, ms, as the instances' clocks saw it (meaningful where they
-    /// share the host's clock).
+    /// Largest gap between the starts of the instances' measured windows (after
+    /// their set-up and the barrier) over the kept repetitions, ms, as the
+    /// instances' clocks saw it (meaningful where they share the host's clock).
     pub barrier_spread_ms: Option<f64>,
-    /// Instances with no result.
+    /// Smallest, over the kept repetitions, fraction of the span from the first
+    /// window's start to the last one's end during which every instance that
+    /// returned a result was measuring (1 = all together throughout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_overlap: Option<f64>,
+    /// How many instances were planned, started, finished and failed.
+    #[serde(default)]
+    pub counts: InstanceCounts,
+    /// Instances with no result in at least one kept repetition, and why.
     pub dnr: Vec<Dnr>,
+}
+
+/// How many instances of a step took part, and how it went for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceCounts {
+    /// Instances the step asked for.
+    pub planned: u32,
+    /// Instances that started (their agent greeted).
+    pub started: u32,
+    /// Instances that returned a result in every kept repetition.
+    pub finished: u32,
+    /// Instances that did not (`planned - finished`): DNR, reasons beside.
+    pub failed: u32,
 }
 
 /// Aggregate throughput of n instances.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
-    /// Mean per instance × n, as the studies computed it.
+    /// Mean per instance × n, as the studies computed it, over all n instances:
+    /// one that returned no result counts as zero.
     pub mean_times_n: f64,
-    /// Plain sum over instances that returned a result.
+    /// Plain sum over all n instances (a DNR as zero): the same figure.
     pub sum: f64,
+    /// Mean over the instances that finished × n: what crediting a DNR with the
+    /// survivors' throughput would show; reported, labelled, where it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_mean_times_n: Option<f64>,
 }
 
 /// Degradation of the good-response rate, in percent, or DNR.
@@ -397,15 +428,31 @@ pub struct IsolationEntry {
     pub stressor: String,
     /// Instances (one misbehaving).
     pub instances: u32,
-    /// % degradation of the good-response rate against the all-well-behaved baseline.
+    /// % degradation of the good-response rate against the all-well-behaved
+    /// baseline; a well-behaved instance with no result counts as 100% in the mean.
     pub degradation: DegradationPair,
-    /// Good responses per second in the baseline: misbehaving-to-be, well-behaved mean.
+    /// Mean degradation over the well-behaved instances that returned a result,
+    /// when some did not (the figure that leaves the DNR out, labelled as such).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub well_behaved_finished: Option<f64>,
+    /// Well-behaved instances that returned no result under the stressor, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub well_behaved_dnr: Vec<Dnr>,
+    /// How many instances were planned, started, finished and failed in the round.
+    #[serde(default)]
+    pub counts: InstanceCounts,
+    /// Good responses per second in the baseline: misbehaving-to-be, well-behaved
+    /// mean (over the instances that finished).
     pub baseline_rate: [Option<f64>; 2],
     /// Good responses per second under stress: misbehaving, well-behaved mean.
     pub stressed_rate: [Option<f64>; 2],
     /// 99th-percentile latency of the well-behaved instances under stress, µs (mean of
     /// their p99s), and in the baseline.
     pub well_behaved_p99_us: [Option<f64>; 2],
+    /// Largest scheduling lag a host thread saw during the round, ms: whether the
+    /// host stayed responsive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_sched_lag_ms: Option<f64>,
     /// What the stressor did (its own report) or why it was refused.
     pub stressor_notes: Vec<String>,
 }

@@ -139,6 +139,29 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A number with four significant digits, without exponent for everyday ranges.
+pub fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e6 {
+        format!("{:.4e}", v)
+    } else if a >= 1000.0 {
+        format!("{:.0}", v)
+    } else if a >= 100.0 {
+        format!("{:.1}", v)
+    } else if a >= 10.0 {
+        format!("{:.2}", v)
+    } else if a >= 0.01 {
+        format!("{:.3}", v)
+    } else {
+        format!("{:.3e}", v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -418,15 +418,17 @@ fn a_study_renders_scalability_line_charts_and_the_isolation_table() {
             "a line for {t}"
         );
     }
-    // 3 targets × 5 n, minus oci:crun at n = 16 (every instance DNR).
-    assert_eq!(agg.matches("class=\"point\"").count(), 14);
+    // 3 targets × 5 n; oci:crun at n = 16 (every instance DNR) at zero.
+    assert_eq!(agg.matches("class=\"point\"").count(), 15);
     // Distinct markers: circle (native), square (ns), triangle (oci:crun).
     assert!(agg.contains("<circle") && agg.contains("<rect x=") && agg.contains("<polygon"));
     // Dashes tell the lines apart without colour.
     assert!(agg.contains("stroke-dasharray=\"7 4\""));
-    // Knees: native at n = 4, ns at n = 2; oci:crun has none.
-    assert_eq!(agg.matches("class=\"knee\"").count(), 2);
+    // Knees: native at n = 4, ns at n = 2; oci:crun at n = 8, beyond which its
+    // aggregate fell to zero (n = 16, every instance DNR).
+    assert_eq!(agg.matches("class=\"knee\"").count(), 3);
     assert!(agg.contains("native: knee at n = 4") && agg.contains("ns: knee at n = 2"));
+    assert!(agg.contains("oci:crun: knee at n = 8"));
     // DNR: one instance at n = 8 (beside its point), all 16 at n = 16.
     assert_eq!(agg.matches("class=\"dnr-mark\"").count(), 2);
     assert!(agg.contains(">1 DNR</text>") && agg.contains(">16 DNR</text>"));
@@ -441,7 +443,7 @@ fn a_study_renders_scalability_line_charts_and_the_isolation_table() {
 
     // (b) Per instance: whiskers min–max for each point.
     let per = svg_with_id(&html, "scale-per-instance-dd-zero");
-    assert_eq!(per.matches("class=\"whisker\"").count(), 14);
+    assert_eq!(per.matches("class=\"whisker\"").count(), 15);
     assert!(per.contains("throughput per instance (MB/s)"));
 
     // The scalability table: a row per target and n, DNRs with reasons.

@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 use common::{assert_nothing_left, results_json, Sandbox};
 use predicates::prelude::*;
 
+/// Tests whose figures the others would disturb (isolation degradation, 32
+/// instances) run one at a time.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
     let mut c = sb.cmd(args);
     c.env("VIRTMARK_REGISTRY", sb.path().join("registry"))
@@ -115,70 +123,359 @@ fn an_instance_killed_by_its_memory_limit_is_recorded_as_dnr() {
     let e = &j["scale"][0];
     let dnr = e["dnr"].as_array().unwrap();
     assert_eq!(dnr.len(), 1, "{e}");
-    assert!(e["per_instance"].is_null());
+    // Every instance counts: the DNR is zero throughput, not a missing figure.
+    assert_eq!(e["per_instance"]["max"], 0.0, "{e}");
+    assert_eq!(e["aggregate"]["mean_times_n"], 0.0, "{e}");
+    assert_eq!(e["counts"]["failed"], 1, "{e}");
     assert!(!j["failures"].as_array().unwrap().is_empty());
     assert_nothing_left(j["run_id"].as_str().unwrap());
 }
 
-#[test]
-fn isolation_on_ns_limits_the_memory_and_fork_bombs_and_leaves_nothing() {
-    if common::skip_or_require("ns") {
-        return;
-    }
+/// The isolation rounds of `isolate -t ns --stressors memory,fork`, with the
+/// containers' limits or without them (`--no-limits`): the results' entries.
+fn isolate_bombs_on_ns(no_limits: bool) -> (Vec<serde_json::Value>, String) {
     let sb = Sandbox::new();
+    let mut args = vec![
+        "isolate",
+        "-t",
+        "ns",
+        "--instances",
+        "3",
+        "--stressors",
+        "memory,fork",
+        "--window",
+        "1s",
+        "--reps",
+        "2",
+        "--memory",
+        "64MiB",
+        "--out",
+        "out",
+    ];
+    if no_limits {
+        args.push("--no-limits");
+    }
     let t0 = Instant::now();
-    cmd(
-        &sb,
-        &[
-            "isolate",
-            "-t",
-            "ns",
-            "--instances",
-            "3",
-            "--stressors",
-            "memory,fork",
-            "--window",
-            "1s",
-            "--reps",
-            "2",
-            "--memory",
-            "64MiB",
-            "--out",
-            "out",
-        ],
-    )
-    .assert()
-    .success()
-    .stdout(predicate::str::contains("misbehaving"));
-    // The host stayed responsive: the whole run kept to its schedule.
+    cmd(&sb, &args)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("misbehaving"));
+    // The whole run kept to its schedule.
     assert!(
         t0.elapsed() < Duration::from_secs(120),
         "{:?}",
         t0.elapsed()
     );
     let j = results_json(&sb.run_dir("out"));
-    let iso = j["isolation"].as_array().expect("isolation entries");
+    let run_id = j["run_id"].as_str().unwrap().to_string();
+    assert_nothing_left(&run_id);
+    let iso = j["isolation"]
+        .as_array()
+        .expect("isolation entries")
+        .clone();
     assert_eq!(iso.len(), 2, "{iso:#?}");
-    let by = |st: &str| iso.iter().find(|e| e["stressor"] == st).unwrap().clone();
+    for e in &iso {
+        // The host stayed responsive: a host thread never waited 500 ms for a CPU.
+        let lag = e["host_sched_lag_ms"]
+            .as_f64()
+            .expect("scheduling lag measured");
+        assert!(lag < 500.0, "host scheduling lag {lag} ms: {e}");
+        assert_eq!(e["counts"]["planned"], 3, "{e}");
+    }
+    (iso, run_id)
+}
+
+fn well_behaved(iso: &[serde_json::Value], st: &str) -> f64 {
+    let e = iso.iter().find(|e| e["stressor"] == st).unwrap();
+    e["degradation"]["well_behaved"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("well-behaved degradation of {st}: {e}"))
+}
+
+/// Xu et al. / Matthews et al.: the bombs are contained by the container's limits
+/// (the well-behaved keep at least 95% of their good responses); without the
+/// limits the fork bomb visibly hurts them, while the host stays responsive.
+#[test]
+fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() {
+    if common::skip_or_require("ns") {
+        return;
+    }
+    let _one_at_a_time = heavy();
+    let (limited, _) = isolate_bombs_on_ns(false);
+    let by = |st: &str| {
+        limited
+            .iter()
+            .find(|e| e["stressor"] == st)
+            .unwrap()
+            .clone()
+    };
     let memory = by("memory");
     let notes = memory["stressor_notes"].to_string();
     assert!(
         notes.contains("signal 9") || notes.contains("allocation refused"),
         "the memory bomb must meet the instance's limit: {notes}"
     );
+    // The fork bomb is contained: stopped by the task or memory limit, or held to
+    // its own instance's CPU share, so that its own instance loses more than its
+    // neighbours.
     let fork = by("fork");
     let notes = fork["stressor_notes"].to_string();
-    let misbehaving_dnr = fork["degradation"]["misbehaving"]["dnr"].is_string();
+    let misbehaving = &fork["degradation"]["misbehaving"];
+    let stopped = notes.contains("fork refused") || misbehaving["dnr"].is_string();
+    let held = misbehaving
+        .as_f64()
+        .is_some_and(|m| m > well_behaved(&limited, "fork"));
     assert!(
-        notes.contains("fork refused") || notes.contains("pids") || misbehaving_dnr,
-        "the fork bomb must meet the pids limit: {notes} / {fork}"
+        stopped || held,
+        "the fork bomb must stay in its instance: {notes} / {fork}"
     );
-    // The well-behaved instances kept answering under both stressors.
-    for e in [&memory, &fork] {
+    for st in ["memory", "fork"] {
+        let d = well_behaved(&limited, st);
+        assert!(d <= 5.0, "{st}: the well-behaved lost {d}% with limits");
+    }
+
+    let (unlimited, _) = isolate_bombs_on_ns(true);
+    let notes = unlimited
+        .iter()
+        .find(|e| e["stressor"] == "memory")
+        .unwrap()["stressor_notes"]
+        .to_string();
+    assert!(
+        notes.contains("memory cap"),
+        "without limits only the stressor's own cap stops the memory bomb: {notes}"
+    );
+    for (label, iso) in [("with limits", &limited), ("--no-limits", &unlimited)] {
+        for e in iso {
+            eprintln!(
+                "{label}: {}: well-behaved {} misbehaving {} host lag {} ms",
+                e["stressor"],
+                e["degradation"]["well_behaved"],
+                e["degradation"]["misbehaving"],
+                e["host_sched_lag_ms"]
+            );
+        }
+    }
+    // 32 spinning processes compete with each neighbour's one: visibly more
+    // lost than with the limits.
+    let (with, without) = (
+        well_behaved(&limited, "fork"),
+        well_behaved(&unlimited, "fork"),
+    );
+    assert!(
+        without > with + 2.0,
+        "without limits the fork bomb must hurt the neighbours more: {without}% vs {with}%"
+    );
+}
+
+#[test]
+fn no_limits_is_refused_on_native_and_on_vms() {
+    let sb = Sandbox::new();
+    for t in ["native", "uml"] {
+        let out = cmd(
+            &sb,
+            &["isolate", "-t", t, "--stressors", "cpu", "--no-limits"],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            e["degradation"]["well_behaved"].is_number(),
-            "well-behaved instances returned results: {e}"
+            err.contains(&format!("refusing --no-limits for {t}")),
+            "{err}"
         );
+    }
+}
+
+/// An instance killed in the middle of the step is a DNR, and counts as zero in
+/// the aggregate (not credited with its neighbour's throughput).
+#[test]
+fn an_instance_killed_mid_step_is_dnr_and_counts_as_zero() {
+    let sb = Sandbox::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
+        .current_dir(sb.path())
+        .env("VIRTMARK_DB", sb.db())
+        .args([
+            "scale",
+            "-t",
+            "native",
+            "-w",
+            "dd-zero",
+            "--instances",
+            "2",
+            "--reps",
+            "3",
+            "--duration",
+            "1500ms",
+            "--out",
+            "out",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Instance 1's agent: `virtmark agent --scratch …/native-1`, our child's child.
+    let parent = child.id().to_string();
+    let find = || {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .to_string();
+            (ppid == parent
+                && cmdline.contains(" agent ")
+                && cmdline.trim_end().ends_with("/native-1"))
+            .then_some(pid)
+        })
+    };
+    let t0 = Instant::now();
+    let pid = loop {
+        if let Some(p) = find() {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "instance 1 never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Repetition 0 (warm-up) takes 1.5 s; kill in the middle of repetition 1.
+    std::thread::sleep(Duration::from_millis(2300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let j = results_json(&sb.run_dir("out"));
+    let e = &j["scale"][0];
+    assert_eq!(e["instances"], 2);
+    assert_eq!(e["counts"]["finished"], 1, "{e}");
+    assert_eq!(e["counts"]["failed"], 1, "{e}");
+    assert_eq!(e["dnr"][0]["instance"], 1, "{e}");
+    let agg = e["aggregate"]["mean_times_n"].as_f64().unwrap();
+    let finished = e["aggregate"]["finished_mean_times_n"].as_f64().unwrap();
+    // Instance 1 is zero in both kept repetitions: the aggregate is instance 0's.
+    assert!(
+        agg > 0.0 && (finished - 2.0 * agg).abs() < 1e-6 * finished,
+        "{e}"
+    );
+    assert_eq!(e["per_instance"]["min"], 0.0, "{e}");
+    assert_nothing_left(j["run_id"].as_str().unwrap());
+}
+
+/// `scale --pin -t ns --instances 2`: each instance's fingerprint shows its own CPU.
+#[test]
+fn pinned_ns_instances_each_see_their_own_cpu() {
+    if common::skip_or_require("ns") {
+        return;
+    }
+    let sb = Sandbox::new();
+    cmd(
+        &sb,
+        &[
+            "scale",
+            "--pin",
+            "-t",
+            "ns",
+            "-w",
+            "dd-zero",
+            "--instances",
+            "2",
+            "--reps",
+            "2",
+            "--duration",
+            "200ms",
+            "--out",
+            "out",
+        ],
+    )
+    .assert()
+    .success();
+    let j = results_json(&sb.run_dir("out"));
+    let note = |s: &serde_json::Value, key: &str| -> String {
+        s["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|n| n.as_str()?.strip_prefix(key).map(String::from))
+            .unwrap_or_else(|| panic!("no {key} in {s}"))
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for s in j["samples"].as_array().unwrap() {
+        if s["instances"] == 2 {
+            let (cpus, pinned) = (note(s, "cpus="), note(s, "pinned_to="));
+            assert_eq!(cpus, pinned, "{s}");
+            seen.insert(cpus);
+        }
+    }
+    let host = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(seen.len(), host.min(2), "{seen:?}");
+    assert_eq!(j["scale"][0]["pinned"], true);
+}
+
+/// Camargos et al.'s Figure 10 on `ns`: OLTP in 1 … 32 instances with the studies'
+/// memory split; every n reported, every instance counted.
+#[test]
+fn scale_oltp_to_32_instances_with_the_studies_memory_split() {
+    if common::skip_or_require("ns") {
+        return;
+    }
+    let _one_at_a_time = heavy();
+    let sb = Sandbox::new();
+    cmd(
+        &sb,
+        &[
+            "scale",
+            "-t",
+            "ns",
+            "-w",
+            "oltp",
+            "--instances",
+            "1,2,4,8,16,32",
+            "--reps",
+            "2",
+            "--duration",
+            "300ms",
+            "--out",
+            "out",
+        ],
+    )
+    .assert()
+    .success();
+    let j = results_json(&sb.run_dir("out"));
+    let scale = j["scale"].as_array().unwrap();
+    assert_eq!(scale.len(), 6, "{scale:#?}");
+    for (e, (n, mib)) in scale.iter().zip([
+        (1u64, 2039u64),
+        (2, 1622),
+        (4, 811),
+        (8, 405),
+        (16, 202),
+        (32, 101),
+    ]) {
+        assert_eq!(e["instances"], n);
+        assert_eq!(e["memory_per_instance"], mib << 20, "{e}");
+        let c = &e["counts"];
+        assert_eq!(c["planned"], n);
+        assert_eq!(
+            c["finished"].as_u64().unwrap() + c["failed"].as_u64().unwrap(),
+            n
+        );
+        assert_eq!(
+            e["dnr"].as_array().unwrap().len() as u64,
+            c["failed"].as_u64().unwrap()
+        );
+        assert!(e["aggregate"]["mean_times_n"].as_f64().unwrap() >= 0.0);
+        if n > 1 && c["finished"].as_u64().unwrap() > 1 {
+            let overlap = e["window_overlap"].as_f64().expect("overlap");
+            assert!((0.0..=1.0).contains(&overlap), "{e}");
+        }
     }
     assert_nothing_left(j["run_id"].as_str().unwrap());
 }

@@ -11,7 +11,7 @@ mod stress;
 
 use crate::protocol::{self, DecodeError, Request, Response};
 use crate::units::Dur;
-use crate::workloads::{self, Ctx, Params, Preset};
+use crate::workloads::{self, Ctx, Params, Preset, WorkloadError};
 
 /// Default run time of a time-based workload when neither the plan nor the request says.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(2);
@@ -79,8 +79,8 @@ fn serve_loop(
                 peer,
                 barrier,
             } => {
-                // With a barrier, everything but the measurement itself is done
-                // before `ready`, so that `go` releases straight into the workload.
+                // With a barrier, the workload's set-up is done before `ready`,
+                // so that `go` releases straight into the measured window.
                 let mut at_barrier = |out: &mut dyn Write| -> io::Result<bool> {
                     if barrier {
                         wait_at_barrier(&mut lines, out, id)
@@ -231,16 +231,16 @@ fn run_workload(
         .or(duration)
         .map(Dur::get)
         .unwrap_or(DEFAULT_DURATION);
-    // Progress goes out through a RefCell so the workload's `Fn` callback can write.
-    if !at_barrier(&mut *out)? {
-        let _ = std::fs::remove_dir_all(&scratch);
-        return Ok(None);
-    }
+    // Progress and the barrier go out through RefCells so that the workload's
+    // `Fn` callbacks can write.
     let out_cell = std::cell::RefCell::new(out);
+    let barrier_cell = std::cell::RefCell::new(at_barrier);
     let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
+    // Set when the agent was shut down at the barrier: nothing more goes out.
+    let shut = std::cell::Cell::new(false);
     let progress = |fraction: f64, message: &str| {
         // At most ten progress lines a second: the channel may be a slow console.
-        if last.get().elapsed() < Duration::from_millis(100) {
+        if shut.get() || last.get().elapsed() < Duration::from_millis(100) {
             return;
         }
         last.set(Instant::now());
@@ -254,6 +254,32 @@ fn run_workload(
             },
         );
     };
+    // Set-up done: `ready`, wait for `go` (with a barrier), note the start of the
+    // measured window. Once only; `shut` when the agent must end instead.
+    let started_at = std::cell::Cell::new(None);
+    let begun = std::cell::Cell::new(false);
+    let begin = || -> Result<(), WorkloadError> {
+        if begun.replace(true) {
+            return Ok(());
+        }
+        let go = {
+            let mut o = out_cell.borrow_mut();
+            let mut b = barrier_cell.borrow_mut();
+            (*b)(&mut **o)
+        };
+        match go {
+            Ok(true) => {
+                started_at.set(unix_now());
+                Ok(())
+            }
+            Ok(false) | Err(_) => {
+                shut.set(true);
+                Err(WorkloadError::Failed(
+                    "the agent was shut down at the barrier".into(),
+                ))
+            }
+        }
+    };
     let ctx = Ctx {
         preset,
         duration,
@@ -261,15 +287,21 @@ fn run_workload(
         scratch: &scratch,
         peer,
         progress: &progress,
+        begin: &begin,
     };
     let start = Instant::now();
-    let started_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .ok();
-    let result = (w.run)(&ctx);
+    // A workload without a set-up of its own waits at the barrier before it runs.
+    let result = if workloads::sets_up_first(name) {
+        (w.run)(&ctx)
+    } else {
+        begin().and_then(|()| (w.run)(&ctx))
+    };
+    let ended_at = unix_now();
     let elapsed_s = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
+    if shut.get() {
+        return Ok(None);
+    }
     Ok(Some(match result {
         Ok(o) => Response::Sample {
             id,
@@ -277,10 +309,19 @@ fn run_workload(
             metrics: o.metrics,
             notes: o.notes,
             elapsed_s,
-            started_at,
+            started_at: started_at.get(),
+            ended_at,
         },
         Err(e) => error(e.kind(), format!("{name}: {e}")),
     }))
+}
+
+/// Now, Unix time in seconds.
+fn unix_now() -> Option<f64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .ok()
 }
 
 fn scratch_dir(root: &Path, name: &str, id: u64) -> PathBuf {
@@ -343,5 +384,47 @@ mod tests {
             "{:?}",
             a[2]
         );
+    }
+
+    /// Two phases: a workload with a set-up (oltp's table) makes it before
+    /// `ready`; its measured window starts after `go` and is reported.
+    #[test]
+    fn set_up_comes_before_ready_and_the_window_after_go() {
+        let input = "{\"v\":1,\"type\":\"run_workload\",\"id\":7,\"workload\":\"oltp\",\"params\":{\"rows\":2000},\"duration\":\"100ms\",\"barrier\":true}\n{\"v\":1,\"type\":\"go\",\"id\":7}\n";
+        let a = answers(input);
+        // Progress of the set-up ("preparing table") comes before `ready`.
+        let ready = a
+            .iter()
+            .position(|r| *r == Response::Ready { id: 7 })
+            .expect("ready");
+        assert!(a[..ready].iter().any(
+            |r| matches!(r, Response::Progress { message, .. } if message.contains("preparing"))
+        ));
+        match a.last() {
+            Some(Response::Sample {
+                started_at: Some(s),
+                ended_at: Some(e),
+                elapsed_s,
+                ..
+            }) => {
+                let window = e - s;
+                assert!(
+                    window >= 0.09 && window < *elapsed_s,
+                    "{window} of {elapsed_s}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shutdown_at_the_barrier_of_a_set_up_first_workload_ends_the_agent() {
+        let input = "{\"v\":1,\"type\":\"run_workload\",\"id\":8,\"workload\":\"oltp\",\"params\":{\"rows\":2000},\"duration\":\"100ms\",\"barrier\":true}\n{\"v\":1,\"type\":\"shutdown\"}\n";
+        let a = answers(input);
+        assert!(a.contains(&Response::Ready { id: 8 }));
+        assert_eq!(a.last(), Some(&Response::Bye));
+        assert!(!a
+            .iter()
+            .any(|r| matches!(r, Response::Sample { .. } | Response::Error { .. })));
     }
 }

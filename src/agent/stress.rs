@@ -1,10 +1,11 @@
 //! The agent's side of stressors: each runs as a child process in its own process
 //! group (`virtmark stress KIND --params JSON`), so that stopping it kills every
-//! process it forked.
+//! process it forked; it gets SIGKILL when the agent dies, and the fork bomb's
+//! children when the stressor dies, so nothing outlives the instance.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,8 +56,10 @@ impl Stressors {
         cmd.args(["stress", kind, "--params", &json])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
+            .stderr(Stdio::null());
+        // Its own process group (stopping it kills whatever it forked), and
+        // killed if the agent dies: a stressor never outlives its instance.
+        crate::sys::die_with_parent(&mut cmd);
         match cmd.spawn() {
             Ok(child) => {
                 let pid = child.id();

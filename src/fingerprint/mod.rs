@@ -181,6 +181,9 @@ pub struct Cpu {
     pub online: usize,
     /// CPUs this process may run on (affinity).
     pub affinity: usize,
+    /// Which CPUs those are (`Cpus_allowed_list` of `/proc/self/status`: `1`,
+    /// `0-3`): under `scale --pin`, each instance's own CPU.
+    pub affinity_list: String,
     /// CPUs' worth of time the cgroup quota allows, if limited.
     pub quota: Option<f64>,
     /// CPUID hypervisor-present bit.
@@ -461,6 +464,14 @@ fn collect_from(src: &dyn source::Source) -> Fingerprint {
                 .and_then(|t| parse::cpu_list_len(&t))
                 .unwrap_or(cpu.processors),
             affinity: src.affinity_cpus().unwrap_or(0),
+            affinity_list: src
+                .read("/proc/self/status")
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                        .map(|v| v.trim().to_string())
+                })
+                .unwrap_or_default(),
             quota: cgroup.cpu_quota_cpus,
             hypervisor_bit,
             hypervisor_signature: signature,

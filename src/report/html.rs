@@ -306,7 +306,7 @@ fn scalability(ctx: &Ctx) -> Option<String> {
             "<div class=\"scroll\"><table class=\"scale\"><thead><tr><th>target</th><th>n</th><th>memory each</th>\
              <th>per instance: mean (min–max) ({u})</th><th>aggregate: mean × n ({u})</th><th>sum ({u})</th>\
              <th title=\"Jain's fairness index over instances, 1 = even\">fairness</th>\
-             <th title=\"largest gap between the instances' start after the barrier\">barrier spread</th><th>DNR</th></tr></thead><tbody>",
+             <th title=\"largest gap between the starts of the instances' measured windows, and the smallest share of the step during which all of them measured\">windows</th><th>DNR</th></tr></thead><tbody>",
             u = esc(&sv.unit)
         );
         for l in &sv.lines {
@@ -328,7 +328,13 @@ fn scalability(ctx: &Ctx) -> Option<String> {
                     ""
                 };
                 let (agg, sum) = e.aggregate.map_or(("–".to_string(), "–".to_string()), |a| {
-                    (fmt_num(a.mean_times_n), fmt_num(a.sum))
+                    let finished = super::steps::finished_aggregate(e)
+                        .map(|f| format!(" <span class=\"note\">({})</span>", esc(&f)))
+                        .unwrap_or_default();
+                    (
+                        format!("{}{finished}", fmt_num(a.mean_times_n)),
+                        fmt_num(a.sum),
+                    )
                 });
                 let dnr = if e.dnr.is_empty() {
                     "–".to_string()
@@ -338,9 +344,10 @@ fn scalability(ctx: &Ctx) -> Option<String> {
                         .map(|g| format!("<li>{}</li>", esc(g)))
                         .collect();
                     format!(
-                        "<strong>{} of {}</strong><ul class=\"dnrs\">{items}</ul>",
+                        "<strong>{} of {}</strong> <span class=\"note\">({})</span><ul class=\"dnrs\">{items}</ul>",
                         e.dnr.len(),
-                        e.instances
+                        e.instances,
+                        esc(&super::steps::counts_text(&e.counts))
                     )
                 };
                 let _ = writeln!(
@@ -352,7 +359,7 @@ fn scalability(ctx: &Ctx) -> Option<String> {
                     esc(&human_bytes(e.memory_per_instance)),
                     if e.pinned { " <span class=\"tag\">pinned</span>" } else { "" },
                     e.fairness.map_or("–".into(), |f| format!("{f:.3}")),
-                    e.barrier_spread_ms.map_or("–".into(), |ms| format!("{ms:.1} ms")),
+                    esc(&super::steps::alignment(e)),
                     if e.dnr.is_empty() { "" } else { " class=\"dnr\"" },
                 );
             }
@@ -504,15 +511,14 @@ fn isolation(ctx: &Ctx) -> Option<String> {
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&e.target),
                 esc(&e.stressor),
-                if e.stressor_notes.is_empty() {
-                    "–".to_string()
-                } else {
-                    e.stressor_notes
-                        .iter()
-                        .map(|n| esc(n))
-                        .collect::<Vec<_>>()
-                        .join("<br>")
-                }
+                e.stressor_notes
+                    .iter()
+                    .cloned()
+                    .chain(super::steps::well_behaved_dnr(e))
+                    .chain(std::iter::once(super::steps::round_facts(e)))
+                    .map(|n| esc(&n))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
     }

@@ -292,7 +292,8 @@ fn scalability(o: &mut String, view: &View) {
     let _ = writeln!(
         o,
         "## Scalability\n\nn instances start together and run the workload at once (after Camargos et al.); \
-         per instance = mean (min–max) over instances of each one's median; aggregate = mean per instance × n; \
+         per instance = mean (min–max) over instances of each one's median; aggregate = mean per instance × n, \
+         every instance counted (a DNR as zero); \
          fairness = Jain's index; knee = beyond it the aggregate grows by less than 5%.\n"
     );
     for sv in &view.scale {
@@ -341,9 +342,10 @@ fn scalability(o: &mut String, view: &View) {
                         .map(|d| format!("#{}: {}", d.instance, cell(&d.reason)))
                         .collect();
                     format!(
-                        "{} of {} ({})",
+                        "{} of {} ({}; {})",
                         e.dnr.len(),
                         e.instances,
+                        super::steps::counts_text(&e.counts),
                         reasons.join("; ")
                     )
                 };
@@ -366,7 +368,13 @@ fn scalability(o: &mut String, view: &View) {
                             )
                         }),
                         e.aggregate.map_or("–".into(), |a| {
-                            format!("{}{mark}", fmt_num(a.mean_times_n))
+                            format!(
+                                "{}{mark}{}",
+                                fmt_num(a.mean_times_n),
+                                super::steps::finished_aggregate(e)
+                                    .map(|f| format!(" ({f})"))
+                                    .unwrap_or_default()
+                            )
                         }),
                         e.aggregate.map_or("–".into(), |a| fmt_num(a.sum)),
                         e.fairness.map_or("–".into(), |f| format!("{f:.3}")),
@@ -444,11 +452,15 @@ fn isolation(o: &mut String, view: &View) {
                 "- {} / {}: {}",
                 cell(&e.target),
                 cell(&e.stressor),
-                if e.stressor_notes.is_empty() {
-                    "–".to_string()
-                } else {
-                    cell(&e.stressor_notes.join("; "))
-                }
+                cell(
+                    &e.stressor_notes
+                        .iter()
+                        .cloned()
+                        .chain(super::steps::well_behaved_dnr(e))
+                        .chain(std::iter::once(super::steps::round_facts(e)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             );
         }
     }

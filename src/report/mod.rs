@@ -10,6 +10,7 @@ pub mod export;
 pub mod html;
 pub mod load;
 pub mod markdown;
+pub mod steps;
 pub mod svg;
 pub mod terminal;
 pub mod testing;
@@ -21,28 +22,7 @@ use anyhow::{Context, Result};
 
 use crate::results::RunRecord;
 
-/// A number with four significant digits, without exponent for everyday ranges.
-pub fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1e6 {
-        format!("{:.4e}", v)
-    } else if a >= 1000.0 {
-        format!("{:.0}", v)
-    } else if a >= 100.0 {
-        format!("{:.1}", v)
-    } else if a >= 10.0 {
-        format!("{:.2}", v)
-    } else if a >= 0.01 {
-        format!("{:.3}", v)
-    } else {
-        format!("{:.3e}", v)
-    }
-}
+pub use crate::units::fmt_num;
 
 /// The HTML report of a run.
 pub fn html(run: &RunRecord) -> String {

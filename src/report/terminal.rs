@@ -207,10 +207,13 @@ pub fn render_scale(run: &RunRecord) -> String {
         let (agg, sum) = e.aggregate.map_or(("–".into(), "–".into()), |a| {
             (
                 format!(
-                    "{} {}{}",
+                    "{} {}{}{}",
                     fmt_num(a.mean_times_n),
                     e.unit,
-                    if e.past_knee { " (past knee)" } else { "" }
+                    if e.past_knee { " (past knee)" } else { "" },
+                    super::steps::finished_aggregate(e)
+                        .map(|f| format!("; {f}"))
+                        .unwrap_or_default()
                 ),
                 fmt_num(a.sum),
             )
@@ -226,14 +229,20 @@ pub fn render_scale(run: &RunRecord) -> String {
             if e.dnr.is_empty() {
                 String::new()
             } else {
-                format!("{} ({})", e.dnr.len(), e.dnr[0].reason)
+                format!(
+                    "{} ({}; {})",
+                    e.dnr.len(),
+                    super::steps::counts_text(&e.counts),
+                    e.dnr[0].reason
+                )
             },
         ]);
     }
     let workload = run.scale.first().map_or("", |e| e.workload.as_str());
     format!(
         "{table}\nscalability of {workload}: per-instance figure = median of kept repetitions; \
-         aggregate = mean per instance × n (as Camargos et al.); fairness = Jain's index; \
+         aggregate = mean per instance × n (as Camargos et al.), every instance counted, a DNR \
+         as zero; fairness = Jain's index; \
          knee = first n after which the aggregate grows by less than 5%"
     )
 }
@@ -265,19 +274,27 @@ pub fn render_isolation(run: &RunRecord) -> String {
         table.add_row(vec![
             e.target.clone(),
             e.stressor.clone(),
-            degradation_text(&e.degradation.well_behaved),
+            match super::steps::well_behaved_dnr(e) {
+                Some(note) => format!("{} ({note})", degradation_text(&e.degradation.well_behaved)),
+                None => degradation_text(&e.degradation.well_behaved),
+            },
             degradation_text(&e.degradation.misbehaving),
             format!(
                 "{} → {}",
                 us(e.well_behaved_p99_us[1]),
                 us(e.well_behaved_p99_us[0])
             ),
-            e.stressor_notes.join("; "),
+            format!(
+                "{}; {}",
+                e.stressor_notes.join("; "),
+                super::steps::round_facts(e)
+            ),
         ]);
     }
     format!(
         "{table}\ndegradation = loss of good responses per second against the all-well-behaved \
-         baseline (Xu et al.; Matthews et al.); DNR = the instance returned no result"
+         baseline (Xu et al.; Matthews et al.); DNR = the instance returned no result, counted \
+         as 100% in the well-behaved mean"
     )
 }
 

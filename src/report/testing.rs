@@ -135,18 +135,37 @@ pub fn synthetic_scale(targets: &[&str]) -> Vec<ScaleEntry> {
             }
             let ok = n - dnr.len() as u32;
             let mean = agg / n as f64;
+            // Every instance counts: a DNR is zero in the aggregate (as the
+            // results model derives it), the finished-only figure beside.
             let (per_instance, aggregate, fairness) = if ok == 0 {
-                (None, None, None)
+                (
+                    Some(Spread {
+                        mean: 0.0,
+                        min: 0.0,
+                        max: 0.0,
+                    }),
+                    Some(Aggregate {
+                        mean_times_n: 0.0,
+                        sum: 0.0,
+                        finished_mean_times_n: None,
+                    }),
+                    None,
+                )
             } else {
                 (
                     Some(Spread {
-                        mean,
-                        min: mean * (1.0 - 0.02 * n as f64),
+                        mean: mean * ok as f64 / n as f64,
+                        min: if ok < n {
+                            0.0
+                        } else {
+                            mean * (1.0 - 0.02 * n as f64)
+                        },
                         max: mean * (1.0 + 0.015 * n as f64),
                     }),
                     Some(Aggregate {
-                        mean_times_n: mean * n as f64,
+                        mean_times_n: mean * ok as f64,
                         sum: mean * ok as f64,
+                        finished_mean_times_n: (ok < n).then_some(mean * n as f64),
                     }),
                     Some(1.0 - 0.002 * n as f64),
                 )
@@ -160,10 +179,18 @@ pub fn synthetic_scale(targets: &[&str]) -> Vec<ScaleEntry> {
                 memory_per_instance: (2039u64 << 20) / n as u64,
                 pinned: false,
                 per_instance,
+                per_instance_finished: None,
                 aggregate,
                 fairness,
                 past_knee: false,
                 barrier_spread_ms: (n > 1).then_some(0.5 * n as f64),
+                window_overlap: None,
+                counts: crate::results::InstanceCounts {
+                    planned: n,
+                    started: ok,
+                    finished: ok,
+                    failed: n - ok,
+                },
                 dnr,
             });
         }
@@ -215,6 +242,15 @@ pub fn synthetic_isolation(targets: &[&str]) -> Vec<IsolationEntry> {
                     Some(500.0 * (1.0 - wb / 100.0)),
                 ],
                 well_behaved_p99_us: [Some(120.0 * (1.0 + wb / 10.0)), Some(120.0)],
+                well_behaved_finished: None,
+                well_behaved_dnr: vec![],
+                counts: crate::results::InstanceCounts {
+                    planned: 4,
+                    started: 4,
+                    finished: if dnr { 3 } else { 4 },
+                    failed: u32::from(dnr),
+                },
+                host_sched_lag_ms: None,
                 stressor_notes: vec![format!("{st} started"), format!("stressor {st}: done")],
             });
         }

@@ -318,6 +318,8 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                     memory: r.memory.map_or(DEFAULT_MEMORY, |m| m.bytes()),
                     cpuset: None,
                     cpus: r.cpus.map(|c| c as usize),
+                    unlimited: false,
+                    cpu_share: false,
                 };
                 match s.start(&spec) {
                     Ok(a) => {

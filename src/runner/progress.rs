@@ -117,7 +117,7 @@ pub fn describe(s: &SampleRecord) -> String {
     match s.metrics.first() {
         Some(m) => format!(
             "{} {}{}",
-            crate::report::fmt_num(m.value),
+            crate::units::fmt_num(m.value),
             m.unit,
             if s.discarded { " (warm-up)" } else { "" }
         ),

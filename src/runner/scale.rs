@@ -1,8 +1,9 @@
-//! The scalability step: n instances of one target start, wait at a barrier and
-//! run the same workload together, for n = 1, 2, 4, … (Camargos et al. 2008). Each
-//! instance gets the memory total divided by n. Reported per n: per-instance
-//! throughput, aggregate (mean per instance × n, as the studies computed it, and
-//! the plain sum), Jain's fairness index, and the knee of the aggregate.
+//! The scalability step: n instances of one target start, make their set-up,
+//! wait at a barrier and measure the same workload together, for n = 1, 2, 4, …
+//! (Camargos et al. 2008). Each instance gets its share of memory (the studies'
+//! split by default). The figures per n (per-instance throughput, aggregate with
+//! every instance counted, fairness, knee, the windows' alignment) are derived
+//! from the stored samples by [`crate::results::steps::scale_entries`].
 
 use std::time::Duration;
 
@@ -14,12 +15,11 @@ use super::session::{check_targets, Agent, InstanceSpec, Session};
 use super::{needs_peer, now_rfc3339, Finished, RunOptions};
 use crate::plan::{Plan, ScalePlan};
 use crate::protocol::{Request, Response};
-use crate::results::{Aggregate, Dnr, FailureRecord, SampleRecord, ScaleEntry, Spread, Step};
-use crate::stats;
+use crate::results::steps::{self, NOT_STARTED};
+use crate::results::{Dnr, FailureRecord, SampleRecord, Step};
 use crate::workloads;
 
-/// Growth below which adding instances no longer pays (the knee).
-pub const KNEE_GROWTH: f64 = 0.05;
+pub use crate::results::steps::KNEE_GROWTH;
 
 /// One barrier round's raw outcome for one instance.
 pub(crate) enum Outcome {
@@ -27,8 +27,11 @@ pub(crate) enum Outcome {
     Dnr(String),
 }
 
-/// Start `agents` together: each gets `run_workload` with a barrier, answers
-/// `ready`, then all get `go` in one tight loop. Returns each instance's outcome.
+/// Start `agents` together in two phases: each gets `run_workload` with a
+/// barrier, makes its set-up and answers `ready`; then all get `go` in one tight
+/// loop, and measure. Returns each instance's outcome; a sample's notes say when
+/// its measured window started and ended (`started_at=`, `ended_at=`, Unix
+/// seconds) and which CPUs its fingerprint showed (`cpus=`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn barrier_round(
     s: &Session,
@@ -37,19 +40,15 @@ pub(crate) fn barrier_round(
     workload: &str,
     plan: &Plan,
     deadline: Duration,
-    make_sample: &dyn Fn(
-        usize,
-        Vec<crate::workloads::Metric>,
-        Vec<String>,
-        f64,
-        Option<f64>,
-    ) -> SampleRecord,
+    make_sample: &dyn Fn(usize, Vec<crate::workloads::Metric>, Vec<String>, f64) -> SampleRecord,
 ) -> Vec<Outcome> {
     let mut out: Vec<Option<Outcome>> = agents.iter().map(|_| None).collect();
     let mut reqs: Vec<Option<Request>> = agents.iter().map(|_| None).collect();
     for (i, a) in agents.iter_mut().enumerate() {
         let Some(agent) = a.as_mut() else {
-            out[i] = Some(Outcome::Dnr("the instance did not start".into()));
+            out[i] = Some(Outcome::Dnr(
+                "the instance is down (it did not start, or died earlier)".into(),
+            ));
             continue;
         };
         let req = Request::RunWorkload {
@@ -72,10 +71,9 @@ pub(crate) fn barrier_round(
         let (Some(agent), Some(req)) = (a.as_mut(), reqs[i].as_ref()) else {
             continue;
         };
-        match agent
-            .conn
-            .wait(req, Duration::from_secs(60), &s.interrupted, |_, _| {})
-        {
+        // The set-up (a table, a connection) comes before `ready`: the same
+        // deadline as the workload itself.
+        match agent.conn.wait(req, deadline, &s.interrupted, |_, _| {}) {
             Ok(Response::Ready { .. }) => {}
             Ok(Response::Error { kind, message, .. }) => {
                 out[i] = Some(Outcome::Dnr(format!("{kind}: {message}")));
@@ -86,8 +84,16 @@ pub(crate) fn barrier_round(
                 reqs[i] = None;
             }
             Err(e) => {
-                out[i] = Some(Outcome::Dnr(format!("{e} at the barrier")));
+                out[i] = Some(Outcome::Dnr(format!(
+                    "{e} in its set-up, before the barrier"
+                )));
                 reqs[i] = None;
+                // Stuck or gone: it takes no further part.
+                if !matches!(e, ConnError::Interrupted) {
+                    if let Some(dead) = a.take() {
+                        dead.kill();
+                    }
+                }
             }
         }
     }
@@ -110,6 +116,7 @@ pub(crate) fn barrier_round(
         let (Some(agent), Some(req)) = (a.as_mut(), reqs[i].as_ref()) else {
             continue;
         };
+        let cpus = agent.fingerprint.cpu.affinity_list.clone();
         out[i] = Some(
             match agent.conn.wait(req, deadline, &s.interrupted, |_, _| {}) {
                 Ok(Response::Sample {
@@ -117,8 +124,20 @@ pub(crate) fn barrier_round(
                     notes,
                     elapsed_s,
                     started_at,
+                    ended_at,
                     ..
-                }) => Outcome::Sample(make_sample(i, metrics, notes, elapsed_s, started_at)),
+                }) => {
+                    let mut sample = make_sample(i, metrics, notes, elapsed_s);
+                    for (k, t) in [("started_at", started_at), ("ended_at", ended_at)] {
+                        if let Some(t) = t {
+                            sample.notes.push(format!("{k}={t:.6}"));
+                        }
+                    }
+                    if !cpus.is_empty() {
+                        sample.notes.push(format!("cpus={cpus}"));
+                    }
+                    Outcome::Sample(sample)
+                }
                 Ok(Response::Error { kind, message, .. }) => {
                     Outcome::Dnr(format!("{kind}: {message}"))
                 }
@@ -191,7 +210,7 @@ pub fn scale_step(
             if s.is_interrupted() {
                 break 'targets;
             }
-            let memory = sp.memory_total.bytes() / u64::from(n);
+            let memory = sp.memory_for(n);
             let mut agents: Vec<Option<Agent>> = Vec::new();
             let mut start_dnr: Vec<Dnr> = Vec::new();
             for i in 0..n as usize {
@@ -203,6 +222,8 @@ pub fn scale_step(
                     memory,
                     cpuset: sp.pin.then(|| vec![i % host_cpus]),
                     cpus: plan.run.cpus.map(|c| c as usize),
+                    unlimited: false,
+                    cpu_share: false,
                 };
                 match s.start(&spec) {
                     Ok(a) => {
@@ -218,7 +239,7 @@ pub fn scale_step(
                             target: tname.clone(),
                             workload: sp.workload.clone(),
                             rep: 0,
-                            kind: "target_failed".into(),
+                            kind: NOT_STARTED.into(),
                             message: reason.clone(),
                             stressor: None,
                         })?;
@@ -235,10 +256,12 @@ pub fn scale_step(
                     break;
                 }
                 progress.start_item(tname, &format!("{} ×{n}", sp.workload), rep, plan.run.reps);
-                let make = |i: usize, metrics, notes, elapsed_s, started_at: Option<f64>| {
-                    let mut notes: Vec<String> = notes;
-                    if let Some(t) = started_at {
-                        notes.push(format!("started_at={t:.6}"));
+                let make = |i: usize, metrics, notes: Vec<String>, elapsed_s| {
+                    let mut notes = notes;
+                    if sp.pin {
+                        // The host CPU it was given; its fingerprint's `cpus=` is
+                        // what it saw from inside.
+                        notes.push(format!("pinned_to={}", i % host_cpus));
                     }
                     SampleRecord {
                         step: Step::Scale,
@@ -292,143 +315,12 @@ pub fn scale_step(
         }
     }
     progress.done();
-    let entries = scale_entries(
+    s.record.scale = steps::scale_entries(
         &s.record.samples,
         &s.record.failures,
         sp,
+        plan.run.discard,
         w.higher_is_better,
     );
-    s.record.scale = entries;
     Ok(())
-}
-
-/// Derive the scale entries from the stored samples (pure: reports recompute it).
-pub fn scale_entries(
-    samples: &[SampleRecord],
-    failures: &[FailureRecord],
-    sp: &ScalePlan,
-    higher_is_better: bool,
-) -> Vec<ScaleEntry> {
-    let mut targets: Vec<String> = Vec::new();
-    for s in samples.iter().filter(|s| s.step == Step::Scale) {
-        if !targets.contains(&s.target) {
-            targets.push(s.target.clone());
-        }
-    }
-    for f in failures.iter().filter(|f| f.step == Step::Scale) {
-        if !targets.contains(&f.target) {
-            targets.push(f.target.clone());
-        }
-    }
-    let mut out = Vec::new();
-    for t in &targets {
-        let mut rows: Vec<ScaleEntry> = Vec::new();
-        for &n in &sp.instances {
-            let of_n: Vec<&SampleRecord> = samples
-                .iter()
-                .filter(|s| s.step == Step::Scale && &s.target == t && s.instances == Some(n))
-                .collect();
-            let failed: Vec<&FailureRecord> = failures
-                .iter()
-                .filter(|f| f.step == Step::Scale && &f.target == t && f.instances == Some(n))
-                .collect();
-            if of_n.is_empty() && failed.is_empty() {
-                continue;
-            }
-            let (metric, unit) = of_n
-                .first()
-                .and_then(|s| s.metrics.first())
-                .map(|m| {
-                    let unit = if m.higher_is_better {
-                        m.unit.clone()
-                    } else {
-                        format!("1/{}", m.unit)
-                    };
-                    (m.name.clone(), unit)
-                })
-                .unwrap_or_default();
-            let mut per: Vec<f64> = Vec::new();
-            let mut dnr: Vec<Dnr> = Vec::new();
-            let mut starts_by_rep: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
-            for i in 0..n {
-                let kept: Vec<f64> = of_n
-                    .iter()
-                    .filter(|s| s.instance == Some(i) && !s.discarded)
-                    .filter_map(|s| s.metrics.first().map(|m| m.value))
-                    .collect();
-                for s in of_n
-                    .iter()
-                    .filter(|s| s.instance == Some(i) && !s.discarded)
-                {
-                    if let Some(t) = s
-                        .notes
-                        .iter()
-                        .find_map(|n| n.strip_prefix("started_at=")?.parse::<f64>().ok())
-                    {
-                        starts_by_rep.entry(s.rep).or_default().push(t);
-                    }
-                }
-                if kept.is_empty() {
-                    let reason = failed
-                        .iter()
-                        .rev()
-                        .find(|f| f.instance == Some(i))
-                        .map(|f| f.message.clone())
-                        .unwrap_or_else(|| "no kept sample".into());
-                    dnr.push(Dnr {
-                        instance: i,
-                        reason,
-                    });
-                    continue;
-                }
-                let m = stats::median(&kept);
-                per.push(if higher_is_better { m } else { 1.0 / m });
-            }
-            let spread = (!per.is_empty()).then(|| Spread {
-                mean: stats::mean(&per),
-                min: per.iter().copied().fold(f64::INFINITY, f64::min),
-                max: per.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            });
-            let barrier_spread_ms = starts_by_rep
-                .values()
-                .filter(|v| v.len() > 1)
-                .map(|v| {
-                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    (hi - lo) * 1e3
-                })
-                .fold(None, |acc: Option<f64>, x| {
-                    Some(acc.map_or(x, |a| a.max(x)))
-                });
-            rows.push(ScaleEntry {
-                target: t.clone(),
-                workload: sp.workload.clone(),
-                metric,
-                unit,
-                instances: n,
-                memory_per_instance: sp.memory_total.bytes() / u64::from(n),
-                pinned: sp.pin,
-                per_instance: spread,
-                aggregate: spread.map(|sp| Aggregate {
-                    mean_times_n: sp.mean * f64::from(n),
-                    sum: per.iter().sum(),
-                }),
-                fairness: (!per.is_empty()).then(|| stats::jain_fairness(&per)),
-                past_knee: false,
-                barrier_spread_ms,
-                dnr,
-            });
-        }
-        let aggs: Vec<f64> = rows
-            .iter()
-            .map(|r| r.aggregate.map_or(0.0, |a| a.mean_times_n))
-            .collect();
-        if let Some(k) = stats::knee(&aggs, KNEE_GROWTH) {
-            for r in rows.iter_mut().skip(k) {
-                r.past_knee = true;
-            }
-        }
-        out.extend(rows);
-    }
-    out
 }

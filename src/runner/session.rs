@@ -115,6 +115,10 @@ pub struct InstanceSpec<'a> {
     pub cpuset: Option<Vec<usize>>,
     /// How many CPUs it gets (None: every host CPU, or the cpuset's size).
     pub cpus: Option<usize>,
+    /// Without memory and task limits (`isolate --no-limits`).
+    pub unlimited: bool,
+    /// A CPU share of its own even with every CPU (the isolation step).
+    pub cpu_share: bool,
 }
 
 impl Session {
@@ -222,6 +226,8 @@ impl Session {
                 .or(spec.cpuset.as_ref().map(Vec::len))
                 .unwrap_or(self.host_cpus),
             cpuset: spec.cpuset.clone(),
+            unlimited: spec.unlimited,
+            cpu_share: spec.cpu_share,
             memory: spec.memory,
             exe: &self.exe,
             scratch: self.scratch_root.join(format!("{safe}{suffix}")),

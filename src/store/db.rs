@@ -617,7 +617,7 @@ impl Db {
         let scale = match &plan.scale {
             Some(sp) => {
                 let hib = crate::workloads::find(&sp.workload).is_none_or(|w| w.higher_is_better);
-                crate::runner::scale::scale_entries(&samples, &failures, sp, hib)
+                crate::results::steps::scale_entries(&samples, &failures, sp, plan.run.discard, hib)
             }
             None => vec![],
         };
@@ -628,10 +628,12 @@ impl Db {
                 targets
                     .iter()
                     .flat_map(|t| {
-                        crate::runner::isolate::isolation_entries(
+                        crate::results::steps::isolation_entries(
                             &samples,
+                            &failures,
                             &t.name,
                             iso.instances,
+                            plan.run.discard,
                             &stressors,
                         )
                     })

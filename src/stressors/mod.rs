@@ -20,6 +20,10 @@ pub const KINDS: &[&str] = &["cpu", "memory", "fork", "disk", "udp-send", "udp-r
 /// `--allow-host-stress`.
 pub const DESTRUCTIVE: &[&str] = &["memory", "fork", "disk"];
 
+/// Stressors that send traffic: they aim only at the instance's own network
+/// path (its peer, or the address it connects from).
+pub const FLOODS: &[&str] = &["udp-send", "udp-recv"];
+
 /// Bounds and parameters of one stressor run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StressParams {
@@ -171,19 +175,38 @@ fn memory(p: &StressParams, start: Instant, d: Duration) -> Done {
     (allocated, "bytes allocated", limit)
 }
 
-/// Fork until the pids limit or the cap; children wait to be killed with the group.
+/// Fork until the pids limit or the cap; the children spin (every process of a
+/// fork bomb is runnable) until they are killed with the group or their parent
+/// dies.
 fn fork_bomb(p: &StressParams, start: Instant, d: Duration) -> Done {
     use nix::unistd::{fork, ForkResult};
     let cap = p.pids_cap.unwrap_or(1024);
     let mut made = 0u32;
     let mut limit = None;
+    let me = nix::unistd::getpid();
     while made < cap && !stopping(start, d) {
-        // SAFETY: the child only calls pause(2) in a loop and never returns into
-        // Rust code that could observe the parent's state (locks, allocator).
+        // SAFETY: the child only calls prctl(2), getppid(2) and _exit(2), then
+        // spins; it never returns into Rust code that could observe the parent's
+        // state (locks, allocator).
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => loop {
-                nix::unistd::pause();
-            },
+            Ok(ForkResult::Child) => {
+                // Die with the stressor, however it ends: no child outlives it,
+                // even when it is killed before it can kill its group. If it died
+                // before prctl took effect, the parent is already someone else.
+                // SAFETY: prctl(2), getppid(2) and _exit(2) are async-signal-safe.
+                unsafe {
+                    if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) != 0
+                        || nix::libc::getppid() != me.as_raw()
+                    {
+                        nix::libc::_exit(0);
+                    }
+                }
+                // Every process of a fork bomb runs: the children spin until
+                // they are killed with the stressor's group.
+                loop {
+                    std::hint::spin_loop();
+                }
+            }
             Ok(ForkResult::Parent { .. }) => made += 1,
             Err(e) => {
                 limit = Some(format!("fork refused after {made}: {e}"));

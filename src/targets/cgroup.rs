@@ -21,14 +21,44 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 pub const PIDS_MAX: u64 = 4096;
 
 /// Limits a container gets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
-    /// CPUs: a CFS quota of `cpus` × period, and the first `cpus` CPUs of the cpuset.
+    /// CPUs: a CFS quota of `cpus` × period, and the first `cpus` CPUs of the
+    /// cpuset (unless `pinned`).
     pub cpus: usize,
-    /// Memory limit, bytes.
-    pub memory: u64,
-    /// Task limit.
-    pub pids: u64,
+    /// Host CPUs of the cpuset, when pinned (`scale --pin`).
+    pub pinned: Option<Vec<usize>>,
+    /// Memory limit, bytes; `None`: no memory limit (`isolate --no-limits`).
+    pub memory: Option<u64>,
+    /// Task limit; `None`: no task limit (`isolate --no-limits`).
+    pub pids: Option<u64>,
+    /// Join the CPU controller even when `cpus` is every CPU: a CPU share of its
+    /// own against the other groups.
+    pub cpu_share: bool,
+}
+
+impl Limits {
+    /// The limits of an instance: its CPUs, its pinning, its memory and the task
+    /// limit, or no memory and task limits when the run lifts them.
+    pub fn of(env: &super::StartEnv) -> Limits {
+        Limits {
+            cpus: env.cpus,
+            pinned: env.cpuset.clone(),
+            memory: (!env.unlimited).then_some(env.memory),
+            pids: (!env.unlimited).then_some(PIDS_MAX),
+            cpu_share: env.cpu_share,
+        }
+    }
+
+    /// The cpuset's CPU list: the pinned CPUs, else the first `cpus` of `parent`.
+    pub fn cpu_list(&self, parent: &str) -> String {
+        match &self.pinned {
+            Some(p) if !p.is_empty() => {
+                p.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+            }
+            _ => first_cpus(parent, self.cpus),
+        }
+    }
 }
 
 /// One hierarchy: where it is mounted and which of our controllers it carries.
@@ -230,7 +260,7 @@ pub fn join_all(files: &[File]) -> std::io::Result<()> {
 
 /// Make `virtmark-<tag>` under virtmark's own cgroup in every hierarchy that
 /// carries cpu, cpuset, memory or pids (and the v2 tree), with `limits`.
-pub fn create(guard: &mut Guard, tag: &str, limits: Limits) -> Result<Cgroups> {
+pub fn create(guard: &mut Guard, tag: &str, limits: &Limits) -> Result<Cgroups> {
     let name = format!("virtmark-{tag}");
     let mut cg = Cgroups {
         name: name.clone(),
@@ -243,7 +273,7 @@ pub fn create(guard: &mut Guard, tag: &str, limits: Limits) -> Result<Cgroups> {
     // carries the memory controller (hybrid layout: the v2 tree would only hold
     // it, not limit it, and a v2 `cgroup.procs` write costs milliseconds here).
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu_limited = limits.cpus < host_cpus;
+    let cpu_limited = limits.cpus < host_cpus || limits.pinned.is_some() || limits.cpu_share;
     let hybrid = all
         .iter()
         .any(|h| !h.v2 && h.controllers.iter().any(|c| c == "memory"));
@@ -279,12 +309,20 @@ pub fn create(guard: &mut Guard, tag: &str, limits: Limits) -> Result<Cgroups> {
                     let cpus = std::fs::read_to_string(parent.join("cpuset.cpus"))
                         .context("reading cpuset.cpus")?;
                     write(&dir, "cpuset.mems", mems.trim())?;
-                    let mine = first_cpus(&cpus, limits.cpus);
+                    let mine = limits.cpu_list(&cpus);
                     write(&dir, "cpuset.cpus", &mine)?;
                     cg.cpuset = Some(mine);
                 }
-                "memory" => write(&dir, "memory.limit_in_bytes", &limits.memory.to_string())?,
-                "pids" => write(&dir, "pids.max", &limits.pids.to_string())?,
+                "memory" => {
+                    if let Some(m) = limits.memory {
+                        write(&dir, "memory.limit_in_bytes", &m.to_string())?
+                    }
+                }
+                "pids" => {
+                    if let Some(p) = limits.pids {
+                        write(&dir, "pids.max", &p.to_string())?
+                    }
+                }
                 _ => {}
             }
         }
@@ -295,7 +333,7 @@ pub fn create(guard: &mut Guard, tag: &str, limits: Limits) -> Result<Cgroups> {
 /// On the v2 tree, enable and set the controllers it carries (those not bound to
 /// a v1 hierarchy). A parent with processes of its own cannot delegate (the
 /// "no internal processes" rule), which leaves the v2 cgroup for membership only.
-fn set_v2_limits(parent: &Path, dir: &Path, limits: Limits, cg: &mut Cgroups) -> Result<()> {
+fn set_v2_limits(parent: &Path, dir: &Path, limits: &Limits, cg: &mut Cgroups) -> Result<()> {
     let avail = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
     for c in avail.split_whitespace().filter(|c| WANTED.contains(c)) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -308,8 +346,16 @@ fn set_v2_limits(parent: &Path, dir: &Path, limits: Limits, cg: &mut Cgroups) ->
     let enabled = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     for c in enabled.split_whitespace() {
         match c {
-            "memory" => write(dir, "memory.max", &limits.memory.to_string())?,
-            "pids" => write(dir, "pids.max", &limits.pids.to_string())?,
+            "memory" => {
+                if let Some(m) = limits.memory {
+                    write(dir, "memory.max", &m.to_string())?
+                }
+            }
+            "pids" => {
+                if let Some(p) = limits.pids {
+                    write(dir, "pids.max", &p.to_string())?
+                }
+            }
             "cpu" => {
                 let quota = CPU_PERIOD_US * limits.cpus.max(1) as u64;
                 write(dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
@@ -317,7 +363,7 @@ fn set_v2_limits(parent: &Path, dir: &Path, limits: Limits, cg: &mut Cgroups) ->
             "cpuset" if cg.cpuset.is_none() => {
                 let cpus = std::fs::read_to_string(parent.join("cpuset.cpus.effective"))
                     .unwrap_or_default();
-                let mine = first_cpus(&cpus, limits.cpus);
+                let mine = limits.cpu_list(&cpus);
                 write(dir, "cpuset.cpus", &mine)?;
                 cg.cpuset = Some(mine);
             }

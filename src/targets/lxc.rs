@@ -147,7 +147,9 @@ impl Driver for Lxc {
             cg_dir: &cg_dir,
             v1: cgroups.v1,
             cpus: env.cpus,
+            pinned: env.cpuset.as_deref(),
             memory: env.memory,
+            unlimited: env.unlimited,
             shared_net: net.is_some(),
         })?;
         let conf_path = scratch.join("lxc.conf");
@@ -267,8 +269,12 @@ pub struct ConfigInput<'a> {
     pub v1: bool,
     /// CPUs.
     pub cpus: usize,
+    /// Host CPUs of the cpuset, when pinned (`scale --pin`).
+    pub pinned: Option<&'a [usize]>,
     /// Memory, bytes.
     pub memory: u64,
+    /// No memory and task limits (`isolate --no-limits`).
+    pub unlimited: bool,
     /// Stay in the network namespace `lxc-execute` runs in (virtmark's target
     /// namespace) instead of a new one with only loopback.
     pub shared_net: bool,
@@ -314,24 +320,32 @@ pub fn config(c: &ConfigInput) -> Result<String> {
     }
     line("lxc.cgroup.relative", "1");
     line("lxc.cgroup.dir", c.cg_dir);
-    let cpuset = if cpus == 1 {
-        "0".to_string()
-    } else {
-        format!("0-{}", cpus - 1)
+    let cpuset = match c.pinned {
+        Some(p) if !p.is_empty() => p.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        _ if cpus == 1 => "0".to_string(),
+        _ => format!("0-{}", cpus - 1),
     };
     let period = 100_000u64;
     let quota = period * cpus as u64;
     if c.v1 {
-        line("lxc.cgroup.memory.limit_in_bytes", &c.memory.to_string());
+        if !c.unlimited {
+            line("lxc.cgroup.memory.limit_in_bytes", &c.memory.to_string());
+        }
         line("lxc.cgroup.cpuset.cpus", &cpuset);
         line("lxc.cgroup.cpu.cfs_period_us", &period.to_string());
         line("lxc.cgroup.cpu.cfs_quota_us", &quota.to_string());
-        line("lxc.cgroup.pids.max", &PIDS_MAX.to_string());
+        if !c.unlimited {
+            line("lxc.cgroup.pids.max", &PIDS_MAX.to_string());
+        }
     } else {
-        line("lxc.cgroup2.memory.max", &c.memory.to_string());
+        if !c.unlimited {
+            line("lxc.cgroup2.memory.max", &c.memory.to_string());
+        }
         line("lxc.cgroup2.cpuset.cpus", &cpuset);
         line("lxc.cgroup2.cpu.max", &format!("{quota} {period}"));
-        line("lxc.cgroup2.pids.max", &PIDS_MAX.to_string());
+        if !c.unlimited {
+            line("lxc.cgroup2.pids.max", &PIDS_MAX.to_string());
+        }
     }
     // Errors only, on lxc-execute's standard error (the agent log): standard
     // output carries nothing but the agent's JSON.
@@ -477,7 +491,9 @@ mod tests {
             cg_dir: "virtmark-lxc-ab",
             v1: true,
             cpus: 2,
+            pinned: None,
             memory: 1 << 30,
+            unlimited: false,
             shared_net: true,
         };
         let c = config(&input).unwrap();
@@ -503,6 +519,16 @@ mod tests {
         assert!(c2.contains("lxc.cgroup2.cpu.max = 100000 100000\n"), "{c2}");
         assert!(c2.contains("lxc.cgroup2.cpuset.cpus = 0\n"), "{c2}");
         assert!(c2.contains("lxc.net.0.type = empty\n"), "{c2}");
+        // Pinned to CPU 1, without memory and task limits.
+        let c3 = config(&ConfigInput {
+            cpus: 1,
+            pinned: Some(&[1]),
+            unlimited: true,
+            ..input
+        })
+        .unwrap();
+        assert!(c3.contains("lxc.cgroup.cpuset.cpus = 1\n"), "{c3}");
+        assert!(!c3.contains("memory") && !c3.contains("pids"), "{c3}");
         assert!(config(&ConfigInput {
             root: Path::new("/tmp/a b"),
             ..input

@@ -125,8 +125,16 @@ pub struct StartEnv<'a> {
     pub tag: String,
     /// CPUs the target gets (default: every host CPU).
     pub cpus: usize,
-    /// Host CPUs the target is pinned to, when pinned (`scale --pin`).
+    /// Host CPUs the target is pinned to, when pinned (`scale --pin`). A driver
+    /// that cannot pin refuses the instance rather than run it unpinned.
     pub cpuset: Option<Vec<usize>>,
+    /// Start without memory and task limits (`isolate --no-limits`); the
+    /// isolation step refuses it for targets that cannot lift them.
+    pub unlimited: bool,
+    /// A CPU share of its own (cgroup CPU weight) even when it may use every
+    /// CPU: the isolation step's instances, so that a misbehaving one cannot take
+    /// its neighbours' CPU time with many tasks (VMs get this from their vCPUs).
+    pub cpu_share: bool,
     /// Memory the target gets, bytes (default: 2 GiB as the studies gave their guests).
     pub memory: u64,
     /// Show the host's compiler toolchain read-only inside (see

@@ -45,15 +45,7 @@ impl Driver for Ns {
     fn start(&self, env: &StartEnv) -> anyhow::Result<Instance> {
         let mut guard = Guard::new(env.ledger.clone());
         guard.create_dir(&env.scratch)?;
-        let cg = cgroup::create(
-            &mut guard,
-            &env.tag,
-            Limits {
-                cpus: env.cpus,
-                memory: env.memory,
-                pids: cgroup::PIDS_MAX,
-            },
-        )?;
+        let cg = cgroup::create(&mut guard, &env.tag, &Limits::of(env))?;
         // A veth pair and a peer only when the run has network workloads; without
         // them the container makes a fresh network namespace of its own between
         // fork and exec (loopback only), which nothing outlives.

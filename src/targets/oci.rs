@@ -102,7 +102,7 @@ impl Driver for Oci {
             // under its own cgroup (which would escape the session's limits): make
             // the cgroups ourselves, with the spec's limits, run crun in them and
             // tell it to leave cgroups alone.
-            let cg = cgroup::create(&mut guard, &format!("{}c", env.tag), limits(env))?;
+            let cg = cgroup::create(&mut guard, &format!("{}c", env.tag), &limits(env))?;
             join = cg.procs_files()?;
             cmd.arg("--cgroup-manager=disabled");
         }
@@ -179,11 +179,7 @@ pub fn link_agent_root(exe: &Path, root: &Path) -> Result<()> {
 
 /// The limits of an instance.
 pub fn limits(env: &StartEnv) -> Limits {
-    Limits {
-        cpus: env.cpus,
-        memory: env.memory,
-        pids: cgroup::PIDS_MAX,
-    }
+    Limits::of(env)
 }
 
 /// Everything but the runtime: scratch, bundle, network (and the peer), the
@@ -242,11 +238,10 @@ pub fn prepare(
         guard.create(Resource::Cgroup { path }, || Ok(()))?;
     }
     let limits = limits(env);
-    let cpus_list = cgroup::first_cpus(
+    let cpus_list = limits.cpu_list(
         &std::fs::read_to_string("/sys/fs/cgroup/cpuset/cpuset.cpus")
             .or_else(|_| std::fs::read_to_string("/sys/devices/system/cpu/online"))
             .unwrap_or_else(|_| "0".into()),
-        env.cpus,
     );
     let spec = spec(&SpecInput {
         rootfs: &rootfs_dir,
@@ -431,16 +426,21 @@ pub fn spec(i: &SpecInput) -> Value {
         "cgroupsPath": i.cgroups_path,
         "resources": {
             "devices": [{"allow": false, "access": "rwm"}],
-            "memory": {"limit": i.limits.memory},
             "cpu": {
                 "shares": 1024,
                 "quota": cgroup::CPU_PERIOD_US * i.limits.cpus.max(1) as u64,
                 "period": cgroup::CPU_PERIOD_US,
                 "cpus": i.cpus_list
             },
-            "pids": {"limit": i.limits.pids}
         },
     });
+    // `isolate --no-limits` leaves memory and tasks unlimited: no entry at all.
+    if let Some(m) = i.limits.memory {
+        linux["resources"]["memory"] = json!({ "limit": m });
+    }
+    if let Some(p) = i.limits.pids {
+        linux["resources"]["pids"] = json!({ "limit": p });
+    }
     if let SpecFlavor::Oci = i.flavor {
         // The limits visible inside, at the usual place; a cgroup namespace makes
         // the container's own cgroup its root.
@@ -504,8 +504,10 @@ mod tests {
             hostname: "h",
             limits: Limits {
                 cpus: 2,
-                memory: 1 << 30,
-                pids: 100,
+                pinned: None,
+                memory: Some(1 << 30),
+                pids: Some(100),
+                cpu_share: false,
             },
             cpus_list: "0,1",
             flavor: &SpecFlavor::Oci,

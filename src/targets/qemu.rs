@@ -602,6 +602,10 @@ impl Driver for Qemu {
         if let Some(site) = &site {
             netns::spawn_in_netns(&mut cmd, &site.ns)?;
         }
+        // `scale --pin` (issue 12): QEMU and its vCPU threads on the instance's CPUs.
+        if let Some(cpus) = &env.cpuset {
+            crate::sys::pin_to(&mut cmd, cpus)?;
+        }
         let mut child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
         let to_agent = child.stdin.take().context("qemu stdin")?;
         let from_agent = child.stdout.take().context("qemu stdout")?;

@@ -270,6 +270,18 @@ impl Driver for Ssh {
 
     fn start(&self, env: &StartEnv) -> Result<Instance> {
         let t = &self.0;
+        if env.cpuset.is_some() {
+            anyhow::bail!(
+                "ssh:{}: cannot pin (scale --pin): the remote host's CPUs are not this host's to give",
+                t.host
+            );
+        }
+        if env.unlimited {
+            anyhow::bail!(
+                "ssh:{}: cannot lift limits (--no-limits): the remote side's limits are not virtmark's",
+                t.host
+            );
+        }
         let mut guard = Guard::new(env.ledger.clone());
         guard.set_grace(Duration::from_secs(1));
         let scratch = &env.scratch;

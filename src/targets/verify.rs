@@ -150,6 +150,8 @@ fn greet(
         tag: format!("v{tag}"),
         cpus: 1,
         cpuset: None,
+        unlimited: false,
+        cpu_share: false,
         memory: MEMORY,
         toolchain: false,
     };

@@ -334,6 +334,7 @@ mod tests {
             scratch: dir.path(),
             peer: None,
             progress: &|_, _| {},
+            begin: &|| Ok(()),
         };
         match run_fileio(&ctx) {
             Ok(out) => assert!(out.metrics.iter().all(|m| m.value > 0.0)),
@@ -356,6 +357,7 @@ mod tests {
             scratch: dir.path(),
             peer: None,
             progress: &|_, _| {},
+            begin: &|| Ok(()),
         };
         let err = run_fileio(&ctx).expect_err("unaligned direct record");
         assert_eq!(err.kind(), "invalid_param");

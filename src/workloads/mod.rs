@@ -227,12 +227,33 @@ pub struct Ctx<'a> {
     pub peer: Option<SocketAddr>,
     /// Report progress: fraction done in [0, 1] and a short phase name.
     pub progress: &'a dyn Fn(f64, &str),
+    /// Called once by the workloads of [`SET_UP_FIRST`] between their set-up and
+    /// their measured window: there the agent waits at the step's barrier (the
+    /// scalability and isolation steps' `ready` → `go`) and notes when the window
+    /// starts. An error means: stop, do not measure.
+    pub begin: &'a dyn Fn() -> Result<(), WorkloadError>,
+}
+
+/// Workloads with a set-up (a table, a connection) that must not fall inside
+/// the window the other instances measure: they call [`Ctx::begin_measuring`]
+/// once it is done. For every other workload the agent waits at the barrier
+/// before it starts the workload at all.
+pub static SET_UP_FIRST: &[&str] = &["oltp", "rr-paced"];
+
+/// Whether `name` calls [`Ctx::begin_measuring`] itself.
+pub fn sets_up_first(name: &str) -> bool {
+    SET_UP_FIRST.contains(&name)
 }
 
 impl Ctx<'_> {
     /// The peer address, or [`WorkloadError::NoPeer`].
     pub fn peer(&self) -> Result<SocketAddr, WorkloadError> {
         self.peer.ok_or(WorkloadError::NoPeer)
+    }
+    /// Set-up is done: wait at the step's barrier, if any, and start the
+    /// measured window (workloads of [`SET_UP_FIRST`] only).
+    pub fn begin_measuring(&self) -> Result<(), WorkloadError> {
+        (self.begin)()
     }
     /// `quick` when the preset is quick, else `faithful`.
     pub fn pick<T>(&self, quick: T, faithful: T) -> T {
@@ -319,9 +340,16 @@ pub(crate) mod testing {
     //! Helpers for workload unit tests.
     use super::*;
 
-    /// Run `w` once with `params` and a short duration in a temporary scratch dir.
+    /// Run `w` once with `params` and a short duration in a temporary scratch dir;
+    /// checks that it calls [`Ctx::begin_measuring`] exactly when it is one of
+    /// [`SET_UP_FIRST`].
     pub fn run_briefly(w: &Workload, params: Params, peer: Option<SocketAddr>) -> Outcome {
         let dir = tempfile::tempdir().expect("tempdir");
+        let begun = std::cell::Cell::new(0u32);
+        let begin = || {
+            begun.set(begun.get() + 1);
+            Ok(())
+        };
         let ctx = Ctx {
             preset: Preset::Quick,
             duration: params
@@ -332,8 +360,15 @@ pub(crate) mod testing {
             scratch: dir.path(),
             peer,
             progress: &|_, _| {},
+            begin: &begin,
         };
         let out = (w.run)(&ctx).unwrap_or_else(|e| panic!("{} failed: {e}", w.name));
+        assert_eq!(
+            begun.get(),
+            u32::from(sets_up_first(w.name)),
+            "{}: begin_measuring calls",
+            w.name
+        );
         assert!(!out.metrics.is_empty(), "{} returned no metric", w.name);
         let head = &out.metrics[0];
         assert_eq!(head.name, w.metric, "{}: headline metric name", w.name);

@@ -570,6 +570,7 @@ mod tests {
             scratch: dir.path(),
             peer: None,
             progress: &|_, _| {},
+            begin: &|| Ok(()),
         };
         assert!(matches!(run_stream(&ctx), Err(WorkloadError::NoPeer)));
     }

@@ -98,6 +98,7 @@ fn run_oltp(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let done = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads as usize + 1);
+    let mut begun = Ok(());
     let results: Vec<Result<Worker, WorkloadError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -105,6 +106,12 @@ fn run_oltp(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
                 s.spawn(move || worker(cfg, t, claimed, done, stop, barrier))
             })
             .collect();
+        // The table is made and every thread is connected: wait at the step's
+        // barrier (if any) before releasing the workers into the measured window.
+        begun = ctx.begin_measuring();
+        if begun.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
         barrier.wait();
         let start = Instant::now();
         while !handles.iter().all(|h| h.is_finished()) {
@@ -124,6 +131,7 @@ fn run_oltp(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
             })
             .collect()
     });
+    begun?;
     let workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
 
     let start = workers.iter().map(|w| w.start).min();
@@ -499,6 +507,7 @@ mod tests {
             scratch: dir.path(),
             peer: None,
             progress: &|_, _| {},
+            begin: &|| Ok(()),
         };
         assert!(matches!(run_oltp(&ctx), Err(WorkloadError::Param(_))));
     }

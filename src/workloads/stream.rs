@@ -490,6 +490,7 @@ mod tests {
                 scratch: dir.path(),
                 peer: None,
                 progress: &|_, _| {},
+                begin: &|| Ok(()),
             };
             assert!(matches!(run(&ctx), Err(WorkloadError::Param(_))));
         }

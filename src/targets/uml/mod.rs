@@ -210,6 +210,11 @@ impl Driver for Uml {
                 });
             }
         }
+        // `scale --pin` (issue 12): the UML kernel and its host processes on the
+        // instance's CPUs.
+        if let Some(cpus) = &env.cpuset {
+            crate::sys::pin_to(&mut cmd, cpus)?;
+        }
         let child = cmd.spawn().with_context(|| format!("starting {LINUX}"))?;
         drop((to_r, from_w, procs));
         let teardown = VmTeardown::new(child, guard)?;
