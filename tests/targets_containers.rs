@@ -214,3 +214,13 @@ fn a_failing_runtime_leaves_nothing() {
     );
     assert_nothing_left(&run_id);
 }
+
+#[test]
+fn build_compiles_with_the_hosts_toolchain_in_every_container_target() {
+    let all = ["ns", "oci:crun", "oci:runc", "gvisor", "lxc"];
+    let targets: Vec<&str> = all
+        .into_iter()
+        .filter(|t| !common::skip_or_require(t))
+        .collect();
+    common::build_runs_in(&targets, Duration::from_secs(300));
+}

@@ -293,3 +293,12 @@ fn qemu_kvm_fails_clearly_where_kvm_cannot_boot_and_qemu_falls_back_to_tcg() {
     );
     check_run(&j, "qemu", "qemu", host_cpus());
 }
+
+#[test]
+fn build_compiles_with_the_hosts_toolchain_in_uml_and_qemu() {
+    let targets: Vec<&str> = ["uml", "qemu:tcg"]
+        .into_iter()
+        .filter(|t| !common::skip_or_require(t))
+        .collect();
+    common::build_runs_in(&targets, Duration::from_secs(600));
+}

@@ -250,3 +250,55 @@ pub fn skip_or_require(target: &str) -> bool {
     require_target(target);
     false
 }
+
+/// `virtmark run -w build` on `targets` with a two-file tree, one repetition:
+/// every target must compile with the host's toolchain (shown read-only
+/// inside) and report wall, user and system time.
+pub fn build_runs_in(targets: &[&str], timeout: Duration) {
+    let sb = Sandbox::new();
+    let plan = sb.path().join("plan.toml");
+    std::fs::write(&plan, "[params.build]\nfiles = 2\n").expect("plan");
+    let list = targets.join(",");
+    let out = sb
+        .cmd(&[
+            "run",
+            "--plan",
+            "plan.toml",
+            "-t",
+            &list,
+            "-w",
+            "build",
+            "--reps",
+            "1",
+            "--discard",
+            "0",
+            "--out",
+            "out",
+        ])
+        .env("VIRTMARK_REGISTRY", sb.path().join("registry"))
+        .timeout(timeout)
+        .output()
+        .expect("virtmark runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{list}: {stderr}");
+    let j = results_json(&sb.run_dir("out"));
+    for t in targets {
+        let s = j["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .find(|s| s["target"] == *t && s["workload"] == "build")
+            .unwrap_or_else(|| panic!("{t}: no build sample: {:#}", j["failures"]));
+        let metric = |name: &str| {
+            s["metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["name"] == name))
+                .and_then(|m| m["value"].as_f64())
+                .unwrap_or_else(|| panic!("{t}: no {name} in {s}"))
+        };
+        assert!(metric("time") > 0.0, "{t}: {s}");
+        assert!(metric("user_time") > 0.0, "{t}: {s}");
+        assert!(metric("sys_time") >= 0.0, "{t}: {s}");
+    }
+    assert_nothing_left(j["run_id"].as_str().expect("run id"));
+}
