@@ -118,7 +118,12 @@ fn trusted_linux_services_at_maximum_density_lead_to_os_level() {
     let sb = Sandbox::new();
     let v = recommend_json(
         &sb,
-        &["--need", "guest-os=linux,density=high", "--profile", "mixed"],
+        &[
+            "--need",
+            "guest-os=linux,density=high",
+            "--profile",
+            "mixed",
+        ],
     );
     let cs = classes(&v);
     assert!(!cs.is_empty(), "{v:#}");
@@ -141,7 +146,11 @@ fn trusted_linux_services_at_maximum_density_lead_to_os_level() {
 #[test]
 fn untrusted_syscall_heavy_tenants_rank_a_hypervisor_above_a_slow_gvisor() {
     let sb = Sandbox::new();
-    let run = fixtures::run("fixture-gvisor-rr", "fixture-host", &[("gvisor", "net-rr", 0.18)]);
+    let run = fixtures::run(
+        "fixture-gvisor-rr",
+        "fixture-host",
+        &[("gvisor", "net-rr", 0.18)],
+    );
     fixtures::store(&sb.db(), &run, sb.path()).unwrap();
     let v = recommend_json(
         &sb,
@@ -164,15 +173,21 @@ fn untrusted_syscall_heavy_tenants_rank_a_hypervisor_above_a_slow_gvisor() {
     let above: Vec<&Value> = ranking(&v)
         .iter()
         .filter(|r| {
-            ["hardware-assisted", "native", "paravirtualization"].contains(&r["class"].as_str().unwrap())
+            ["hardware-assisted", "native", "paravirtualization"]
+                .contains(&r["class"].as_str().unwrap())
                 && r["rank"].as_u64().unwrap() < gr
         })
         .collect();
-    assert!(!above.is_empty(), "no hypervisor-class solution above gVisor: {v:#}");
+    assert!(
+        !above.is_empty(),
+        "no hypervisor-class solution above gVisor: {v:#}"
+    );
     let kvm = reasons(&v, "qemu-kvm");
     assert!(rank(&v, "qemu-kvm") < gr, "{v:#}");
     assert!(
-        kvm.contains("gVisor measured 0.18×") && kvm.contains("net-rr 0.18×") && kvm.contains("fixture-gvisor-rr"),
+        kvm.contains("gVisor measured 0.18×")
+            && kvm.contains("net-rr 0.18×")
+            && kvm.contains("fixture-gvisor-rr"),
         "{kvm}"
     );
     // Shared-kernel solutions were excluded by the isolation requirement.
@@ -194,11 +209,22 @@ fn a_stored_run_ranks_by_its_measured_ratios_and_cites_them() {
     );
     fixtures::store(&sb.db(), &run, sb.path()).unwrap();
     let v = recommend_json(&sb, &["--profile", "network", "--from", "fixture-net"]);
-    let (ns, g, q) = (rank(&v, "linux-ns"), rank(&v, "gvisor"), rank(&v, "qemu-tcg"));
+    let (ns, g, q) = (
+        rank(&v, "linux-ns"),
+        rank(&v, "gvisor"),
+        rank(&v, "qemu-tcg"),
+    );
     assert!(ns < g && g < q, "ns {ns}, gvisor {g}, qemu:tcg {q}: {v:#}");
-    for (id, ratio) in [("linux-ns", "0.98×"), ("gvisor", "0.30×"), ("qemu-tcg", "0.05×")] {
+    for (id, ratio) in [
+        ("linux-ns", "0.98×"),
+        ("gvisor", "0.30×"),
+        ("qemu-tcg", "0.05×"),
+    ] {
         let r = reasons(&v, id);
-        assert!(r.contains(&format!("net-rr {ratio}")) && r.contains("(run fixture-net)"), "{r}");
+        assert!(
+            r.contains(&format!("net-rr {ratio}")) && r.contains("(run fixture-net)"),
+            "{r}"
+        );
     }
     // Only the profile's workloads count: cpu-int is not evidence for `network`.
     assert!(!reasons(&v, "linux-ns").contains("cpu-int"));
@@ -211,14 +237,21 @@ fn a_stored_run_ranks_by_its_measured_ratios_and_cites_them() {
         .stdout
         .clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("Evidence") && text.contains("fixture-net"), "{text}");
+    assert!(
+        text.contains("Evidence") && text.contains("fixture-net"),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_newest_run_of_this_host_is_the_default_evidence() {
     let sb = Sandbox::new();
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
-    let mut other = fixtures::run("fixture-elsewhere", "another-host", &[("gvisor", "net-rr", 0.9)]);
+    let mut other = fixtures::run(
+        "fixture-elsewhere",
+        "another-host",
+        &[("gvisor", "net-rr", 0.9)],
+    );
     other.started = "2026-12-01T00:00:00Z".into();
     fixtures::store(&sb.db(), &other, sb.path()).unwrap();
     let mine = fixtures::run("fixture-here", &host, &[("gvisor", "net-rr", 0.2)]);
@@ -233,7 +266,10 @@ fn overlapping_intervals_are_shown_as_tied() {
     let run = fixtures::run(
         "fixture-tie",
         "fixture-host",
-        &[("oci:crun", "cpu-int", 0.99), ("oci:runc", "cpu-int", 0.995)],
+        &[
+            ("oci:crun", "cpu-int", 0.99),
+            ("oci:runc", "cpu-int", 0.995),
+        ],
     );
     fixtures::store(&sb.db(), &run, sb.path()).unwrap();
     let v = recommend_json(&sb, &["--profile", "cpu", "--from", "fixture-tie"]);
@@ -278,7 +314,9 @@ fn missing_for_real_run() -> Option<String> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            return Some(format!("{tool} is not installed (scripts/setup.sh installs it)"));
+            return Some(format!(
+                "{tool} is not installed (scripts/setup.sh installs it)"
+            ));
         }
     }
     None
@@ -291,8 +329,17 @@ fn a_real_short_run_ranks_ns_above_gvisor_above_qemu_tcg_for_network() {
     }
     let sb = Sandbox::new();
     sb.cmd(&[
-        "run", "-t", "native,ns,gvisor,qemu:tcg", "-w", "net-rr,cpu-int", "--reps", "3",
-        "--duration", "1s", "--out", "out",
+        "run",
+        "-t",
+        "native,ns,gvisor,qemu:tcg",
+        "-w",
+        "net-rr,cpu-int",
+        "--reps",
+        "3",
+        "--duration",
+        "1s",
+        "--out",
+        "out",
     ])
     .timeout(std::time::Duration::from_secs(600))
     .assert()
@@ -300,7 +347,11 @@ fn a_real_short_run_ranks_ns_above_gvisor_above_qemu_tcg_for_network() {
     let dir = sb.run_dir("out");
     let id = dir.file_name().unwrap().to_str().unwrap().to_string();
     let v = recommend_json(&sb, &["--profile", "network", "--from", &id]);
-    let (ns, g, q) = (rank(&v, "linux-ns"), rank(&v, "gvisor"), rank(&v, "qemu-tcg"));
+    let (ns, g, q) = (
+        rank(&v, "linux-ns"),
+        rank(&v, "gvisor"),
+        rank(&v, "qemu-tcg"),
+    );
     eprintln!(
         "{}",
         ranking(&v)
@@ -308,8 +359,11 @@ fn a_real_short_run_ranks_ns_above_gvisor_above_qemu_tcg_for_network() {
             .filter(|r| r["cost"]["measured"] == true)
             .map(|r| format!(
                 "{} rank {} {:.3} [{:.3}-{:.3}]",
-                r["id"], r["rank"], r["cost"]["value"].as_f64().unwrap(),
-                r["cost"]["low"].as_f64().unwrap(), r["cost"]["high"].as_f64().unwrap()
+                r["id"],
+                r["rank"],
+                r["cost"]["value"].as_f64().unwrap(),
+                r["cost"]["low"].as_f64().unwrap(),
+                r["cost"]["high"].as_f64().unwrap()
             ))
             .collect::<Vec<_>>()
             .join("\n")
@@ -317,6 +371,9 @@ fn a_real_short_run_ranks_ns_above_gvisor_above_qemu_tcg_for_network() {
     assert!(ns < g && g < q, "ns {ns}, gvisor {g}, qemu:tcg {q}: {v:#}");
     for target in ["linux-ns", "gvisor", "qemu-tcg"] {
         let r = reasons(&v, target);
-        assert!(r.contains("net-rr ") && r.contains(&format!("(run {id})")), "{r}");
+        assert!(
+            r.contains("net-rr ") && r.contains(&format!("(run {id})")),
+            "{r}"
+        );
     }
 }

@@ -410,7 +410,9 @@ impl Catalog {
                 if !self.sources.contains_key(src) {
                     return Err(bad(
                         &s.id,
-                        format!("source {src:?} is not in [sources]: add it there with its citation"),
+                        format!(
+                            "source {src:?} is not in [sources]: add it there with its citation"
+                        ),
                     ));
                 }
             }
@@ -438,7 +440,9 @@ impl Catalog {
 
     /// The solutions of one class, in catalog order.
     pub fn of_class(&self, class: Class) -> impl Iterator<Item = &Solution> {
-        self.solutions.iter().filter(move |s| s.class.value == class)
+        self.solutions
+            .iter()
+            .filter(move |s| s.class.value == class)
     }
 }
 

@@ -87,7 +87,10 @@ pub fn taxonomy(catalog: &Catalog) -> Node {
                         Class::HardwareAssisted,
                         "VT-x/AMD-V (the VMM architecture survey)",
                     ),
-                    class(Class::Paravirtualization, "a guest modified to call the host"),
+                    class(
+                        Class::Paravirtualization,
+                        "a guest modified to call the host",
+                    ),
                     class(Class::OsLevel, "isolated user spaces on one shared kernel"),
                 ],
             ),
@@ -190,12 +193,12 @@ pub fn taxonomy_svg(root: &Node) -> Chart {
         let fill = if n.solution { "#0072B2" } else { "#1a1a1a" };
         let _ = writeln!(
             s,
-            "<text x=\"{x:.1}\" y=\"{y:.1}\" font-weight=\"{weight}\" fill=\"{fill}\">{}<tspan fill=\"#555\" font-size=\"11\">{}</tspan></text>",
+            "<text x=\"{x:.1}\" y=\"{y:.1}\"><tspan font-weight=\"{weight}\" fill=\"{fill}\">{}</tspan><tspan dx=\"10\" fill=\"#555\" font-size=\"11\">{}</tspan></text>",
             esc(&n.label),
             if n.note.is_empty() {
                 String::new()
             } else {
-                esc(&format!("  {}", n.note))
+                esc(&n.note)
             }
         );
     }
@@ -211,7 +214,7 @@ pub fn taxonomy_svg(root: &Node) -> Chart {
 /// constrained something are drawn bold and coloured, with the solutions they
 /// excluded beside them.
 pub fn flow_svg(rec: &Recommendation) -> Chart {
-    let (bw, bh, gap, x0, top) = (330.0, 44.0, 18.0, 20.0, 16.0);
+    let (bw, bh, gap, x0, top) = (400.0, 44.0, 18.0, 20.0, 16.0);
     let n = rec.path.len();
     let h = top + n as f64 * (bh + gap) + 10.0;
     let w = 900.0;
@@ -233,7 +236,7 @@ pub fn flow_svg(rec: &Recommendation) -> Chart {
     let mut s = open("flow", w, h, title, desc.trim_end());
     let _ = writeln!(
         s,
-        "<defs><marker id=\"flow-arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0 0 L10 5 L0 10 z\" fill=\"#1a1a1a\"/></marker></defs>"
+        "<defs><marker id=\"flow-arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"9\" markerHeight=\"9\" markerUnits=\"userSpaceOnUse\" orient=\"auto\"><path d=\"M0 0 L10 5 L0 10 z\" fill=\"#1a1a1a\"/></marker></defs>"
     );
     for (i, d) in rec.path.iter().enumerate() {
         let y = top + i as f64 * (bh + gap);
@@ -254,7 +257,7 @@ pub fn flow_svg(rec: &Recommendation) -> Chart {
             if d.applied { " ✔" } else { "" },
             x0 + 8.0,
             y + 34.0,
-            esc(&clip(&d.asked, 52))
+            esc(&clip(&d.asked, 62))
         );
         if i + 1 < n {
             let (ax, ay) = (x0 + bw / 2.0, y + bh);
@@ -280,19 +283,22 @@ pub fn flow_svg(rec: &Recommendation) -> Chart {
             let _ = writeln!(
                 s,
                 "<path d=\"M{:.1} {:.1} H{:.1}\" stroke=\"#D55E00\" stroke-width=\"1.5\" marker-end=\"url(#flow-arrow)\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#8a2b00\">excluded {} of {}:</text>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#8a2b00\">{}</text>",
+                 <text x=\"{bx:.1}\" y=\"{:.1}\" fill=\"#8a2b00\">excluded {} of {}:</text>",
                 x0 + bw,
                 y + bh / 2.0,
                 bx - 4.0,
-                bx,
                 y + 17.0,
                 d.excluded.len(),
                 d.before,
-                bx,
-                y + 34.0,
-                esc(&clip(&names.join(", "), 75))
             );
+            for (k, line) in wrap(&names, 60, 3).iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "<text x=\"{bx:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#8a2b00\">{}</text>",
+                    y + 32.0 + 14.0 * k as f64,
+                    esc(line)
+                );
+            }
         }
     }
     s.push_str("</svg>\n");
@@ -301,6 +307,28 @@ pub fn flow_svg(rec: &Recommendation) -> Chart {
         title: title.into(),
         svg: s,
     }
+}
+
+/// Names joined by commas into at most `max` lines of about `width`
+/// characters; what does not fit is counted on the last line.
+fn wrap(names: &[&str], width: usize, max: usize) -> Vec<String> {
+    let mut lines: Vec<String> = vec![String::new()];
+    for (i, n) in names.iter().enumerate() {
+        let last = lines.len() - 1;
+        let cur = &lines[last];
+        if !cur.is_empty() && cur.chars().count() + n.chars().count() + 2 > width {
+            if lines.len() == max {
+                lines[last].push_str(&format!(", and {} more", names.len() - i));
+                return lines;
+            }
+            lines[last].push(',');
+            lines.push(String::new());
+        } else if !cur.is_empty() {
+            lines[last].push_str(", ");
+        }
+        lines.last_mut().expect("one line").push_str(n);
+    }
+    lines
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -322,13 +350,35 @@ mod tests {
         let c = Catalog::embedded().unwrap();
         let text = tree_text(&taxonomy(&c));
         for class in Class::ALL {
-            assert_eq!(text.matches(&format!(" {} ", class.title())).count(), 1, "{text}");
+            assert_eq!(
+                text.matches(&format!(" {} ", class.title())).count(),
+                1,
+                "{text}"
+            );
         }
         for s in &c.solutions {
-            assert!(text.contains(&format!("── {}  [", s.name)), "{} in {text}", s.name);
+            assert!(
+                text.contains(&format!("── {}  [", s.name)),
+                "{} in {text}",
+                s.name
+            );
         }
         assert!(text.contains("resource virtualization"));
         let svg = taxonomy_svg(&taxonomy(&c)).svg;
         assert!(svg.contains("Cloud Hypervisor") && svg.contains("role=\"img\""));
+    }
+
+    #[test]
+    fn long_lists_of_names_wrap_and_count_what_does_not_fit() {
+        let names = ["aaaa", "bbbb", "cccc", "dddd", "eeee"];
+        assert_eq!(
+            wrap(&names, 12, 5),
+            vec!["aaaa, bbbb,", "cccc, dddd,", "eeee"]
+        );
+        assert_eq!(
+            wrap(&names, 12, 2),
+            vec!["aaaa, bbbb,", "cccc, dddd, and 1 more"]
+        );
+        assert_eq!(wrap(&names[..1], 12, 1), vec!["aaaa"]);
     }
 }

@@ -138,7 +138,10 @@ pub fn cmd_recommend(args: RecommendArgs) -> Result<()> {
         req.apply(n).map_err(|e| user(format!("--need {n}: {e}")))?;
     }
     req.include_historic |= args.include_historic;
-    let db = args.db.clone().unwrap_or_else(crate::store::db::default_path);
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(crate::store::db::default_path);
     let profile = match (&args.profile_from, &args.profile, &req.profile) {
         (Some(run), _, _) => {
             let r = crate::report::load::load(Some(run), &db)?.record;
@@ -184,4 +187,23 @@ pub fn report_section(run: &RunRecord) -> Option<String> {
     let profile = Profile::from_run(run);
     let rec = flow::recommend(&catalog, &Requirements::default(), &profile, Some(run));
     Some(render::html(&rec, &catalog))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::testing::{synthetic_run, synthetic_study};
+
+    #[test]
+    fn a_study_report_ends_with_the_recommendation_and_its_flow_chart() {
+        let html = crate::report::html(&synthetic_study(4, 3, 4));
+        let at = html.find("<section id=\"recommend\">").expect("section");
+        let tail = &html[at..];
+        assert!(!tail[1..].contains("<section "), "not the last section");
+        assert!(tail.contains("id=\"flow\"") && tail.contains("class=\"taken\""));
+        assert!(tail.contains("id=\"taxonomy\""));
+        // The run's own ratios are the evidence.
+        assert!(tail.contains("measured here") && tail.contains("20260101-000000-test"));
+        // Not a study: no recommendation.
+        assert!(!crate::report::html(&synthetic_run(4, 3, 4)).contains("id=\"recommend\""));
+    }
 }

@@ -99,7 +99,13 @@ pub fn terminal(rec: &Recommendation) -> String {
     if !rec.excluded.is_empty() {
         let _ = writeln!(out, "\nStep 1, excluded by the hard constraints:");
         for e in &rec.excluded {
-            let _ = writeln!(out, "  {} ({}): {}", e.name, e.class.key(), e.reasons.join("; "));
+            let _ = writeln!(
+                out,
+                "  {} ({}): {}",
+                e.name,
+                e.class.key(),
+                e.reasons.join("; ")
+            );
         }
     }
     if !rec.sources.is_empty() {
