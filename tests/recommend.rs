@@ -244,6 +244,40 @@ fn a_stored_run_ranks_by_its_measured_ratios_and_cites_them() {
 }
 
 #[test]
+fn profile_from_a_run_weights_by_the_workloads_it_measured() {
+    let sb = Sandbox::new();
+    let run = fixtures::run(
+        "fixture-mine",
+        "fixture-host",
+        &[("gvisor", "dd-zero", 0.01), ("gvisor", "cpu-int", 0.97)],
+    );
+    fixtures::store(&sb.db(), &run, sb.path()).unwrap();
+    let v = recommend_json(
+        &sb,
+        &["--profile-from", "fixture-mine", "--from", "fixture-mine"],
+    );
+    let ws: Vec<&str> = v["profile"]["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(ws, ["dd-zero", "cpu-int"]);
+    let g = entry(&v, "gvisor")["cost"]["value"].as_f64().unwrap();
+    // Geometric mean of 0.01 and 0.97.
+    assert!((g - (0.01f64 * 0.97).sqrt()).abs() < 0.002, "{g}");
+    sb.cmd(&[
+        "recommend",
+        "--profile",
+        "network",
+        "--profile-from",
+        "fixture-mine",
+    ])
+    .assert()
+    .code(2);
+}
+
+#[test]
 fn the_newest_run_of_this_host_is_the_default_evidence() {
     let sb = Sandbox::new();
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();

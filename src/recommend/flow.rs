@@ -1262,6 +1262,36 @@ mod tests {
     }
 
     #[test]
+    fn live_migration_with_an_open_license_keeps_the_open_hypervisors() {
+        let mut req = Requirements::default();
+        req.apply("live-migration").unwrap();
+        req.apply("license=open").unwrap();
+        let rec = recommend(&catalog(), &req, &Profile::named("mixed").unwrap(), None);
+        let ids: Vec<&str> = rec.ranking.iter().map(|r| r.id.as_str()).collect();
+        for id in [
+            "qemu-kvm",
+            "qemu-tcg",
+            "xen-hvm",
+            "xen-pv",
+            "cloud-hypervisor",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        let why = |id: &str| {
+            rec.excluded
+                .iter()
+                .find(|e| e.id == id)
+                .map(|e| e.reasons.join("; "))
+                .unwrap_or_default()
+        };
+        assert!(why("vmware").contains("license is proprietary"));
+        assert!(why("virtualbox").contains("license is dual"));
+        assert!(why("firecracker").contains("no live migration (snapshot and restore only)"));
+        // The historic OpenVZ is excluded by status, not by live migration.
+        assert!(why("openvz").contains("status historic") && !why("openvz").contains("live"));
+    }
+
+    #[test]
     fn tie_groups_follow_their_first_member() {
         assert!(overlaps((0.1, 0.5), (0.4, 0.6)));
         assert!(!overlaps((0.1, 0.5), (0.5, 0.6)));
