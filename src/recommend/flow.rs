@@ -1131,6 +1131,18 @@ fn explain(ranked: &mut [Ranked]) {
                 ));
             }
         }
+        if !r.cost.measured {
+            let siblings: Vec<&Ranked> = snapshot
+                .iter()
+                .filter(|o| o.cost.measured && o.class == r.class)
+                .collect();
+            if !siblings.is_empty() {
+                r.reasons.push(format!(
+                    "the same class measured here: {}; this solution itself was not, so its prior may not hold on this host",
+                    cite_group(&siblings)
+                ));
+            }
+        }
         if let Some(i) = &r.isolation_measured {
             r.reasons.push(format!("isolation measured here: {i}"));
         }
@@ -1259,6 +1271,21 @@ mod tests {
         let f = rec.ranking.iter().find(|r| r.id == "firecracker").unwrap();
         assert!(!f.cost.measured && f.cost.basis.starts_with("not measured here"));
         assert!(f.cost.low < f.cost.value && f.cost.value < f.cost.high);
+        // An unmeasured sibling of a measured solution says so; Kata, whose
+        // class nothing measured here, does not.
+        let run = fixtures::run("f", "h", &[("ns", "net-rr", 0.6)]);
+        let rec = recommend(&catalog(), &Requirements::default(), &p, Some(&run));
+        let lxc = rec.ranking.iter().find(|r| r.id == "lxc").unwrap();
+        assert!(
+            lxc.reasons.iter().any(
+                |x| x.starts_with("the same class measured here: Namespaces")
+                    && x.contains("net-rr 0.60×")
+            ),
+            "{:?}",
+            lxc.reasons
+        );
+        let kata = rec.ranking.iter().find(|r| r.id == "kata").unwrap();
+        assert!(!kata.reasons.iter().any(|x| x.contains("same class")));
     }
 
     #[test]

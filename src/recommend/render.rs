@@ -176,7 +176,7 @@ pub fn html(rec: &Recommendation, catalog: &super::catalog::Catalog) -> String {
     for r in &rec.ranking {
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><ul class=\"dnrs\">{}</ul></td></tr>",
+            "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td style=\"text-align:left\"><ul class=\"dnrs\">{}</ul></td></tr>",
             esc(&rank_text(r)),
             esc(&match &r.target {
                 Some(t) => format!("{} ({t})", r.name),
