@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::Sandbox;
 use serde_json::Value;
 use virtmark::recommend::fixtures;
@@ -335,31 +333,15 @@ fn bad_requirements_are_user_errors_that_say_what_is_accepted() {
         .code(2);
 }
 
-/// Why the real run cannot happen here, if it cannot.
-fn missing_for_real_run() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root (namespaces, cgroups)".into());
-    }
-    for tool in ["runsc", "qemu-system-x86_64"] {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!(
-                "{tool} is not installed (scripts/setup.sh installs it)"
-            ));
-        }
-    }
-    None
-}
-
 #[test]
 fn a_real_short_run_ranks_ns_above_gvisor_above_qemu_tcg_for_network() {
-    if let Some(why) = missing_for_real_run() {
-        panic!("this test runs native, ns, gvisor and qemu:tcg for real: {why}");
+    let targets = ["ns", "gvisor", "qemu:tcg"];
+    if targets.iter().any(|t| common::skip_allowed(t)) {
+        return;
+    }
+    common::require_root();
+    for t in targets {
+        common::require_target(t);
     }
     let sb = Sandbox::new();
     sb.cmd(&[
@@ -369,7 +351,7 @@ fn a_real_short_run_ranks_ns_above_gvisor_above_qemu_tcg_for_network() {
         "-w",
         "net-rr,cpu-int",
         "--reps",
-        "3",
+        "5",
         "--duration",
         "1s",
         "--out",
