@@ -203,6 +203,7 @@ mod tests {
         assert!(tail.contains("id=\"taxonomy\""));
         // The run's own ratios are the evidence.
         assert!(tail.contains("measured here") && tail.contains("20260101-000000-test"));
+        assert!(tail.contains("<table class=\"evidence\">"));
         // Not a study: no recommendation.
         assert!(!crate::report::html(&synthetic_run(4, 3, 4)).contains("id=\"recommend\""));
     }

@@ -191,6 +191,31 @@ pub fn html(rec: &Recommendation, catalog: &super::catalog::Catalog) -> String {
         );
     }
     let _ = writeln!(h, "</tbody></table></div>");
+    let evidence: Vec<_> = rec
+        .ranking
+        .iter()
+        .flat_map(|r| r.cost.evidence.iter())
+        .collect();
+    if !evidence.is_empty() {
+        let _ = writeln!(
+            h,
+            "<table class=\"evidence\"><caption>Evidence: ratio to native with its interval</caption>\
+             <thead><tr><th>run</th><th>target</th><th>workload</th><th>ratio</th><th>interval</th></tr></thead><tbody>"
+        );
+        for e in evidence {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}–{:.3}</td></tr>",
+                esc(&e.run_id),
+                esc(&e.target),
+                esc(&e.workload),
+                e.ratio,
+                e.low,
+                e.high
+            );
+        }
+        let _ = writeln!(h, "</tbody></table>");
+    }
     if !rec.excluded.is_empty() {
         let _ = writeln!(
             h,
