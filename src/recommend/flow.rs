@@ -877,6 +877,23 @@ pub fn recommend(
     let mut notes = vec![];
     match run {
         Some(r) => {
+            let mut unused: Vec<&str> = vec![];
+            for t in r.results.iter().filter(|x| x.ratio_to_native.is_some()) {
+                let known = catalog
+                    .solutions
+                    .iter()
+                    .any(|s| s.target_name() == Some(t.target.as_str()));
+                if !known && !unused.contains(&t.target.as_str()) {
+                    unused.push(&t.target);
+                }
+            }
+            if !unused.is_empty() {
+                notes.push(format!(
+                    "run {} measured {} too, which no catalog solution names as its target (run qemu:kvm or qemu:tcg rather than qemu); not used",
+                    r.run_id,
+                    unused.join(", ")
+                ));
+            }
             if r.status != crate::results::RunStatus::Complete {
                 notes.push(format!(
                     "run {} is {}: only what it measured counts",
@@ -1316,6 +1333,30 @@ mod tests {
         assert!(why("firecracker").contains("no live migration (snapshot and restore only)"));
         // The historic OpenVZ is excluded by status, not by live migration.
         assert!(why("openvz").contains("status historic") && !why("openvz").contains("live"));
+    }
+
+    #[test]
+    fn a_measured_target_no_solution_names_is_noted_not_used() {
+        let run = fixtures::run(
+            "f",
+            "h",
+            &[("qemu", "cpu-int", 0.9), ("ns", "cpu-int", 1.0)],
+        );
+        let rec = recommend(
+            &catalog(),
+            &Requirements::default(),
+            &Profile::named("cpu").unwrap(),
+            Some(&run),
+        );
+        assert!(
+            rec.notes.iter().any(|n| n.contains("measured qemu too")),
+            "{:?}",
+            rec.notes
+        );
+        assert!(rec
+            .ranking
+            .iter()
+            .all(|r| !r.cost.measured || r.id == "linux-ns"));
     }
 
     #[test]
