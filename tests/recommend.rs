@@ -216,7 +216,7 @@ fn a_stored_run_ranks_by_its_measured_ratios_and_cites_them() {
     for (id, ratio) in [
         ("linux-ns", "0.98×"),
         ("gvisor", "0.30×"),
-        ("qemu-tcg", "0.05×"),
+        ("qemu-tcg", "0.050×"),
     ] {
         let r = reasons(&v, id);
         assert!(

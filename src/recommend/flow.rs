@@ -335,6 +335,19 @@ impl Profile {
     }
 }
 
+/// A ratio to native in words: two decimals from 0.095 up, else two
+/// significant digits (`0.18`, `0.0042`), so that small ratios keep their size.
+pub fn x(r: f64) -> String {
+    if !r.is_finite() {
+        return "–".into();
+    }
+    if r.abs() >= 0.095 || r == 0.0 {
+        return format!("{r:.2}");
+    }
+    let decimals = (-r.abs().log10()).ceil() as usize + 1;
+    format!("{r:.decimals$}")
+}
+
 /// One measured ratio that a rank rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
@@ -356,8 +369,12 @@ impl Evidence {
     /// `net-rr 0.18× [0.17–0.19] (run R)`.
     pub fn cite(&self) -> String {
         format!(
-            "{} {:.2}× [{:.2}–{:.2}] (run {})",
-            self.workload, self.ratio, self.low, self.high, self.run_id
+            "{} {}× [{}–{}] (run {})",
+            self.workload,
+            x(self.ratio),
+            x(self.low),
+            x(self.high),
+            self.run_id
         )
     }
 }
@@ -609,15 +626,18 @@ fn cost(s: &Solution, profile: &Profile, run: Option<&RunRecord>) -> Cost {
         if let (Some(value), Some(low), Some(high)) =
             (gm(|e| e.ratio), gm(|e| e.low), gm(|e| e.high))
         {
-            let basis =
-                format!(
-                "measured here: {:.2}× [{:.2}–{:.2}], geometric mean over {} of {} workload(s): {}",
-                value,
-                low,
-                high,
+            let basis = format!(
+                "measured here: {}× [{}–{}], geometric mean over {} of {} workload(s): {}",
+                x(value),
+                x(low),
+                x(high),
                 evidence.len(),
                 profile.workloads.len(),
-                evidence.iter().map(Evidence::cite).collect::<Vec<_>>().join("; ")
+                evidence
+                    .iter()
+                    .map(Evidence::cite)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
             return Cost {
                 value,
@@ -640,7 +660,7 @@ fn prior(s: &Solution, profile: &Profile) -> Cost {
     let (clo, chi) = p.value.cpu.interval();
     let (ilo, ihi) = p.value.io.interval();
     let (low, high) = (mix(clo, ilo), mix(chi, ihi));
-    let bands = |b: Band| format!("{} ({:.2}–{:.2})", b.key(), b.interval().0, b.interval().1);
+    let bands = |b: Band| format!("{} ({}–{})", b.key(), x(b.interval().0), x(b.interval().1));
     Cost {
         value: (low * high).sqrt(),
         low,
@@ -1075,11 +1095,11 @@ fn tied_names(ranked: &[Ranked], rank: usize) -> String {
 fn short_cost(r: &Ranked) -> String {
     let ev: Vec<String> = r.cost.evidence.iter().map(Evidence::cite).collect();
     format!(
-        "{} measured {:.2}× [{:.2}–{:.2}]: {}",
+        "{} measured {}× [{}–{}]: {}",
         r.name,
-        r.cost.value,
-        r.cost.low,
-        r.cost.high,
+        x(r.cost.value),
+        x(r.cost.low),
+        x(r.cost.high),
         ev.join("; ")
     )
 }
@@ -1094,7 +1114,7 @@ fn cite_group(group: &[&Ranked]) -> String {
         .collect();
     let mut priors: Vec<(String, Vec<&str>)> = vec![];
     for r in group.iter().filter(|r| !r.cost.measured) {
-        let key = format!("{:.2}–{:.2}", r.cost.low, r.cost.high);
+        let key = format!("{}–{}", x(r.cost.low), x(r.cost.high));
         match priors.iter_mut().find(|(k, _)| *k == key) {
             Some((_, names)) => names.push(&r.name),
             None => priors.push((key, vec![&r.name])),
@@ -1357,6 +1377,16 @@ mod tests {
             .ranking
             .iter()
             .all(|r| !r.cost.measured || r.id == "linux-ns"));
+    }
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(x(0.18), "0.18");
+        assert_eq!(x(1.234), "1.23");
+        assert_eq!(x(0.05), "0.050");
+        assert_eq!(x(0.0042), "0.0042");
+        assert_eq!(x(0.005), "0.0050");
+        assert_eq!(x(f64::NAN), "–");
     }
 
     #[test]

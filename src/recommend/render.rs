@@ -15,10 +15,10 @@ fn rank_text(r: &Ranked) -> String {
 
 fn cost_text(r: &Ranked) -> String {
     format!(
-        "{:.2}× [{:.2}–{:.2}]{}",
-        r.cost.value,
-        r.cost.low,
-        r.cost.high,
+        "{}× [{}–{}]{}",
+        super::flow::x(r.cost.value),
+        super::flow::x(r.cost.low),
+        super::flow::x(r.cost.high),
         if r.cost.measured {
             ""
         } else {
