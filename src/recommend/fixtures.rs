@@ -103,6 +103,7 @@ pub fn run(run_id: &str, host: &str, ratios: &[(&str, &str, f64)]) -> RunRecord 
                 name: t.clone(),
                 fingerprint: None,
                 startup_s: None,
+                ..Default::default()
             })
             .collect(),
         results: derive_results(&samples),

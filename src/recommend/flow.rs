@@ -348,6 +348,15 @@ pub fn x(r: f64) -> String {
     format!("{r:.decimals$}")
 }
 
+/// `, 94%` for an interval's stated coverage; `, no interval` at 0.
+pub fn level_text(level: Option<f64>) -> String {
+    match level {
+        Some(l) if l > 0.0 => format!(", {:.0}%", l * 100.0),
+        Some(_) => ", no interval: too few samples".into(),
+        None => String::new(),
+    }
+}
+
 /// One measured ratio that a rank rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
@@ -363,17 +372,22 @@ pub struct Evidence {
     pub low: f64,
     /// High end.
     pub high: f64,
+    /// The interval's real coverage as the run stores it (0: too few samples
+    /// for any interval); absent in runs stored before virtmark recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<f64>,
 }
 
 impl Evidence {
     /// `net-rr 0.18× [0.17–0.19] (run R)`.
     pub fn cite(&self) -> String {
         format!(
-            "{} {}× [{}–{}] (run {})",
+            "{} {}× [{}–{}{}] (run {})",
             self.workload,
             x(self.ratio),
             x(self.low),
             x(self.high),
+            level_text(self.level),
             self.run_id
         )
     }
@@ -616,6 +630,7 @@ fn cost(s: &Solution, profile: &Profile, run: Option<&RunRecord>) -> Cost {
                         ratio,
                         low: r.ratio_ci_low.unwrap_or(ratio),
                         high: r.ratio_ci_high.unwrap_or(ratio),
+                        level: r.ratio_ci_level,
                     })
                 }
                 None => missing.push(w.clone()),

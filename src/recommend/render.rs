@@ -130,7 +130,12 @@ pub fn terminal(rec: &Recommendation) -> String {
                 e.target.clone(),
                 e.workload.clone(),
                 format!("{:.3}", e.ratio),
-                format!("{:.3}–{:.3}", e.low, e.high),
+                format!(
+                    "{:.3}–{:.3}{}",
+                    e.low,
+                    e.high,
+                    super::flow::level_text(e.level)
+                ),
             ]);
         }
         let _ = writeln!(out, "{t}");
@@ -205,13 +210,14 @@ pub fn html(rec: &Recommendation, catalog: &super::catalog::Catalog) -> String {
         for e in evidence {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}–{:.3}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}–{:.3}{}</td></tr>",
                 esc(&e.run_id),
                 esc(&e.target),
                 esc(&e.workload),
                 e.ratio,
                 e.low,
-                e.high
+                e.high,
+                esc(&super::flow::level_text(e.level))
             );
         }
         let _ = writeln!(h, "</tbody></table>");
