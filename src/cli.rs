@@ -72,6 +72,11 @@ pub enum Command {
     /// ratio to native, and whether it is significant. Exit status: 0 = no
     /// significant change beyond the threshold, 1 = at least one, 2 = bad input.
     Compare(CompareArgs),
+    /// Recommend a virtualization solution: hard constraints from the catalog,
+    /// then a ranking by the cost measured here for a workload profile.
+    Recommend(crate::recommend::RecommendArgs),
+    /// Print the survey's taxonomy with the catalog's solutions (and its SVG figure).
+    Taxonomy(crate::recommend::TaxonomyArgs),
     /// Remove what crashed or killed runs left behind (namespaces, links, cgroups,
     /// mounts, scratch, processes), from their ledgers.
     Cleanup {
@@ -358,6 +363,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::History { db, limit } => cmd_history(db, limit),
         Command::Report(args) => cmd_report(args),
         Command::Compare(args) => cmd_compare(args),
+        Command::Recommend(args) => crate::recommend::cmd_recommend(args),
+        Command::Taxonomy(args) => crate::recommend::cmd_taxonomy(args),
         Command::Cleanup { force } => cmd_cleanup(force),
         Command::Stress { kind, params } => {
             let p: crate::stressors::StressParams =

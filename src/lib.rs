@@ -4,7 +4,8 @@
 //! [`agent`] running [`workloads`] → samples ([`protocol`]) → [`stats`] and
 //! [`results`] → results store ([`store`]) → reports ([`report`]). [`runner`]
 //! drives the steps; [`peer`] is the host-side end of network workloads and
-//! [`stressors`] the misbehaving loads of the isolation step.
+//! [`stressors`] the misbehaving loads of the isolation step. [`recommend`]
+//! turns stored runs into a choice of solution.
 
 pub mod agent;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod fingerprint;
 pub mod peer;
 pub mod plan;
 pub mod protocol;
+pub mod recommend;
 pub mod report;
 pub mod results;
 pub mod runner;

@@ -69,6 +69,11 @@ pub const SECTIONS: &[Section] = &[
         title: "Environment and provenance",
         render: environment,
     },
+    Section {
+        id: "recommend",
+        title: "Recommendation",
+        render: |ctx| crate::recommend::report_section(ctx.view.run),
+    },
 ];
 
 const CSS: &str = r#"
