@@ -8,8 +8,8 @@
 //! assignment; [`fp`]: Fourier coefficients, neural net, LU decomposition).
 //!
 //! Each kernel runs for an equal share of the duration (at least [`MIN_ITERATIONS`]
-//! iterations) and reports `iter/s`, the number of iterations divided by the time
-//! spent inside the timed part of them. Every iteration's result is checked against
+//! iterations) and reports `iter/s`, one over the median time of the timed part of
+//! an iteration (see [`measure`] for why the median). Every iteration's result is checked against
 //! an independent computation or an exact expected value, so work the optimizer
 //! removed would fail the run rather than inflate it.
 //!
@@ -118,17 +118,40 @@ fn run_index(ctx: &Ctx, kernels: &[Kernel]) -> Result<Outcome, WorkloadError> {
 }
 
 /// Run `bench` for `share` of wall time (at least [`MIN_ITERATIONS`] iterations);
-/// returns iterations per second of timed time and the number of iterations.
+/// returns iterations per second and the number of iterations.
+///
+/// The rate is one over the median iteration time, not iterations over their summed
+/// time. An iteration lasts a fraction of a millisecond, less than a scheduler time
+/// slice: on a machine where other processes run, the few iterations during which
+/// the kernel thread was preempted last a whole slice longer, and their sum swung the
+/// rate by 10–20% from one sample to the next (`cpu-fp` CoV 17.7% on an idle 2-core
+/// machine, 6–10% while others built). The median ignores them as long as fewer than
+/// half the iterations were interrupted, while a cost that every iteration pays —
+/// slower memory paths, trapped instructions, emulation — moves it like the sum.
 fn measure(bench: &mut dyn Bench, share: Duration) -> Result<(f64, u64), WorkloadError> {
     let start = Instant::now();
-    let mut timed = Duration::ZERO;
-    let mut iterations = 0u64;
-    while iterations < MIN_ITERATIONS || start.elapsed() < share {
-        timed += bench.iteration()?;
-        iterations += 1;
+    // Sized up front, so that the timed loop never reallocates.
+    let mut times: Vec<Duration> = Vec::with_capacity(4096);
+    while times.len() < MIN_ITERATIONS as usize || start.elapsed() < share {
+        times.push(bench.iteration()?);
     }
-    let secs = timed.as_secs_f64().max(1e-9);
-    Ok((iterations as f64 / secs, iterations))
+    let iterations = times.len() as u64;
+    let secs = median(&mut times).as_secs_f64().max(1e-9);
+    Ok((1.0 / secs, iterations))
+}
+
+/// Median of `times` (the mean of the middle two for an even count); reorders them.
+fn median(times: &mut [Duration]) -> Duration {
+    if times.is_empty() {
+        return Duration::ZERO;
+    }
+    times.sort_unstable();
+    let mid = times.len() / 2;
+    if times.len() % 2 == 1 {
+        times[mid]
+    } else {
+        (times[mid - 1] + times[mid]) / 2
+    }
 }
 
 /// Geometric mean of the ratios (nbench's index).
@@ -179,6 +202,16 @@ mod tests {
         assert!((index(&[1.0, 4.0]) - 2.0).abs() < 1e-12);
         assert!((index(&[2.0, 8.0, 4.0]) - 4.0).abs() < 1e-12);
         assert_eq!(index(&[]), 0.0);
+    }
+
+    #[test]
+    fn median_ignores_a_preempted_minority() {
+        let ms = Duration::from_millis;
+        let mut t = vec![ms(1), ms(9), ms(1), ms(1), ms(2)];
+        assert_eq!(median(&mut t), ms(1));
+        let mut even = vec![ms(4), ms(2), ms(1), ms(3)];
+        assert_eq!(median(&mut even), Duration::from_micros(2500));
+        assert_eq!(median(&mut []), Duration::ZERO);
     }
 
     #[test]
