@@ -156,6 +156,26 @@ pub struct Outcome {
     pub notes: Vec<String>,
 }
 
+impl Outcome {
+    /// Check that every metric is a finite number: JSON has no NaN or infinity
+    /// (serde writes them as `null`, which the host cannot read back as a sample), and
+    /// a figure that is not a number is a failed measurement, never a sample.
+    pub fn check_finite(&self, workload: &str) -> Result<(), WorkloadError> {
+        if self.metrics.is_empty() {
+            return Err(WorkloadError::Failed(format!(
+                "{workload} measured no metric"
+            )));
+        }
+        match self.metrics.iter().find(|m| !m.value.is_finite()) {
+            None => Ok(()),
+            Some(m) => Err(WorkloadError::NotFinite {
+                metric: m.name.clone(),
+                value: m.value,
+            }),
+        }
+    }
+}
+
 /// Why a workload could not produce a sample.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -179,6 +199,15 @@ pub enum WorkloadError {
     /// A parameter is out of range for this workload.
     #[error("invalid parameter: {0}")]
     Param(String),
+    /// A metric came out as NaN or infinite (a zero-length timing, a division by
+    /// zero): the sample is failed instead of sent.
+    #[error("metric {metric} is not a finite number ({value}): the measurement failed")]
+    NotFinite {
+        /// The metric's name.
+        metric: String,
+        /// The value it came out as.
+        value: f64,
+    },
     /// Anything else that went wrong while measuring.
     #[error("{0}")]
     Failed(String),
@@ -193,6 +222,7 @@ impl WorkloadError {
             WorkloadError::Peer(_) => "peer",
             WorkloadError::Io { .. } => "io",
             WorkloadError::Param(_) => "invalid_param",
+            WorkloadError::NotFinite { .. } => "not_finite",
             WorkloadError::Failed(_) => "failed",
         }
     }
