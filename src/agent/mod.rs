@@ -67,7 +67,10 @@ fn serve_loop(
             Request::Fingerprint => protocol::send(
                 &mut out,
                 &Response::Fingerprint {
-                    fingerprint: Box::new(crate::fingerprint::collect()),
+                    fingerprint: Box::new(crate::fingerprint::Fingerprint {
+                        scratch: Some(crate::fingerprint::storage::of(scratch_root)),
+                        ..crate::fingerprint::collect()
+                    }),
                 },
             )?,
             Request::RunWorkload {
@@ -296,6 +299,9 @@ fn run_workload(
     } else {
         begin().and_then(|()| (w.run)(&ctx))
     };
+    // A NaN or infinite figure fails the sample with its reason: sent as a sample it
+    // would become `null` in JSON and the host could not read it.
+    let result = result.and_then(|o| o.check_finite(name).map(|()| o));
     let ended_at = unix_now();
     let elapsed_s = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
@@ -371,6 +377,32 @@ mod tests {
             _ => unreachable!(),
         }
         assert_eq!(a.last(), Some(&Response::Bye), "nothing after shutdown");
+    }
+
+    #[test]
+    fn a_non_finite_metric_fails_the_sample_with_its_reason() {
+        use crate::workloads::{Metric, Outcome};
+        let o = Outcome {
+            metrics: vec![
+                Metric::higher("throughput", "MB/s", 1.0),
+                Metric::lower("latency", "us", f64::NAN),
+            ],
+            notes: vec![],
+        };
+        let e = o.check_finite("x").expect_err("NaN must fail");
+        assert_eq!(e.kind(), "not_finite");
+        assert!(e.to_string().contains("latency"), "{e}");
+        let inf = Outcome {
+            metrics: vec![Metric::higher("throughput", "MB/s", f64::INFINITY)],
+            notes: vec![],
+        };
+        assert!(inf.check_finite("x").is_err());
+        assert!(Outcome::default().check_finite("x").is_err());
+        let ok = Outcome {
+            metrics: vec![Metric::higher("throughput", "MB/s", 0.0)],
+            notes: vec![],
+        };
+        assert!(ok.check_finite("x").is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod cpuid;
 mod detect;
 mod parse;
 mod source;
+pub mod storage;
 mod summary;
 
 use serde::{Deserialize, Serialize};
@@ -258,6 +259,10 @@ pub struct Fingerprint {
     pub pid1: String,
     /// KVM availability (nested virtualization).
     pub kvm: Kvm,
+    /// The storage of the agent's scratch directory, where the disk workloads write
+    /// (set by the agent; absent in fingerprints taken elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<storage::Storage>,
 }
 
 impl Fingerprint {
@@ -490,6 +495,7 @@ fn collect_from(src: &dyn source::Source) -> Fingerprint {
         namespaces,
         pid1: read_trim(src, "/proc/1/comm"),
         kvm,
+        scratch: None,
     }
 }
 

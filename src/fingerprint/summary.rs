@@ -76,6 +76,9 @@ pub fn render(fp: &Fingerprint) -> String {
         let _ = write!(nested, "; nested={}", k.nested_param);
     }
     line("nested virt", nested);
+    if let Some(st) = &fp.scratch {
+        line("scratch", st.describe());
+    }
 
     let c = &fp.cpu;
     line("cpu", format!("{} ({})", c.model, c.vendor));
