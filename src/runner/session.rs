@@ -42,6 +42,33 @@ pub fn check_targets(names: &[String], peer: Option<&str>) -> Result<Vec<TargetK
         .collect()
 }
 
+/// Default parent of every run's scratch directory: `/var/tmp`, on the machine's disk
+/// where `/tmp` is often a tmpfs.
+pub const DEFAULT_SCRATCH_BASE: &str = "/var/tmp";
+
+/// The parent of this run's scratch directory, where every target's storage lives
+/// (native and container scratch, VM disk images): `$VIRTMARK_SCRATCH` or
+/// [`DEFAULT_SCRATCH_BASE`]. One real file system for every target, so that disk
+/// ratios compare layers, not devices; a directory held in memory is refused, since
+/// every disk workload would measure memory there.
+pub fn scratch_base() -> Result<PathBuf> {
+    let base = std::env::var_os("VIRTMARK_SCRATCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SCRATCH_BASE));
+    std::fs::create_dir_all(&base)
+        .with_context(|| format!("creating the scratch base {}", base.display()))?;
+    let st = fingerprint::storage::of(&base);
+    if st.in_memory() {
+        return Err(user(format!(
+            "scratch base {} is on {} (in memory): disk workloads would measure memory; \
+             set VIRTMARK_SCRATCH to a directory on a disk",
+            base.display(),
+            st.statfs_type
+        )));
+    }
+    Ok(base)
+}
+
 /// One open run: everything is stored as it arrives.
 pub struct Session {
     /// The results database.
@@ -136,7 +163,7 @@ impl Session {
         let dir = RunDir::create(&opts.out, &run_id, &plan.to_toml())?;
         let exe = std::env::current_exe().context("locating the virtmark binary")?;
         let ledger = Arc::new(Ledger::create(dir.path(), &run_id)?);
-        let scratch_root = std::env::temp_dir().join(format!("virtmark-{run_id}"));
+        let scratch_root = scratch_base()?.join(format!("virtmark-{run_id}"));
         ledger.record(&Resource::Dir {
             path: scratch_root.clone(),
         })?;
