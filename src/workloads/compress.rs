@@ -85,6 +85,8 @@ fn run_compress(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
             path.display()
         )));
     }
+    (ctx.progress)(1.0, "checking");
+    verify(&path, &corpus)?;
     Ok(Outcome {
         metrics: vec![
             Metric::lower("time", "s", secs),
@@ -94,8 +96,45 @@ fn run_compress(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
         notes: vec![
             format!("corpus {size} B generated in {gen_s:.2} s (seed {SEED:#x}), read from memory"),
             format!("libbz2 level 9, one thread, {out_bytes} B written to a file in scratch"),
+            "checked: the file decompresses to the corpus (outside the timed region)".into(),
         ],
     })
+}
+
+/// Decompress the `.bz2` file at `path` and compare it with `corpus`, as `bzip2 -t`
+/// followed by a comparison would: a compressor that wrote garbage, or a layer that
+/// lost part of the file, fails the sample instead of flattering it.
+fn verify(path: &std::path::Path, corpus: &[u8]) -> Result<(), WorkloadError> {
+    use std::io::Read;
+    let file = File::open(path).ctx(|| format!("opening {} to check it", path.display()))?;
+    let mut dec = bzip2::read::BzDecoder::new(std::io::BufReader::with_capacity(CHUNK, file));
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0usize;
+    loop {
+        let n = dec
+            .read(&mut buf)
+            .ctx(|| format!("decompressing {} to check it", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        let expected = corpus.get(at..at + n);
+        if expected != Some(&buf[..n]) {
+            return Err(WorkloadError::Failed(format!(
+                "{} does not decompress to the corpus: it differs within bytes {at}..{}",
+                path.display(),
+                at + n
+            )));
+        }
+        at += n;
+    }
+    if at != corpus.len() {
+        return Err(WorkloadError::Failed(format!(
+            "{} decompresses to {at} B, the corpus has {} B",
+            path.display(),
+            corpus.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The generated input: deterministic, fast to make, compressing like real files.
