@@ -205,6 +205,8 @@ fn run_copy(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
             "copied {bytes} bytes of a {size}-byte source"
         )));
     }
+    (ctx.progress)(1.0, "checking the copy");
+    verify_copy(&src_path, &dst_path, bytes)?;
     std::fs::remove_file(&dst_path).ctx(|| format!("removing {}", dst_path.display()))?;
     std::fs::remove_file(&src_path).ctx(|| format!("removing {}", src_path.display()))?;
     let cache_note = match cached {
@@ -231,8 +233,46 @@ fn run_copy(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
                 if fsync { "included" } else { "not done" }
             ),
             cache_note,
+            "checked: the copy reads back equal to the source (outside the time)".into(),
         ],
     })
+}
+
+/// Compare the copy at `dst` with the first `bytes` of `src`, after the clock stopped
+/// (`cmp` after `dd`): a layer that lost or garbled a block fails the sample.
+fn verify_copy(src: &Path, dst: &Path, bytes: u64) -> Result<(), WorkloadError> {
+    const BUF: usize = 1 << 20;
+    let open =
+        |p: &Path| File::open(p).ctx(|| format!("opening {} to check the copy", p.display()));
+    let (mut s, mut d) = (open(src)?, open(dst)?);
+    let len = d
+        .metadata()
+        .ctx(|| format!("reading the size of {}", dst.display()))?
+        .len();
+    if len != bytes {
+        return Err(WorkloadError::Failed(format!(
+            "the copy {} has {len} B, {bytes} B were written",
+            dst.display()
+        )));
+    }
+    let (mut a, mut b) = (vec![0u8; BUF], vec![0u8; BUF]);
+    let mut at = 0u64;
+    while at < bytes {
+        let n = (bytes - at).min(BUF as u64) as usize;
+        s.read_exact(&mut a[..n])
+            .ctx(|| format!("reading {} at offset {at}", src.display()))?;
+        d.read_exact(&mut b[..n])
+            .ctx(|| format!("reading {} at offset {at}", dst.display()))?;
+        if a[..n] != b[..n] {
+            return Err(WorkloadError::Failed(format!(
+                "the copy {} differs from the source within bytes {at}..{}",
+                dst.display(),
+                at + n as u64
+            )));
+        }
+        at += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -249,6 +289,25 @@ mod tests {
         };
         let out = run_briefly(&DD_COPY, params, None);
         assert!(out.notes[0].starts_with(&format!("copied {} B", 3 << 20 | 100)));
+    }
+
+    #[test]
+    fn verify_copy_catches_a_changed_or_short_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, dst) = (dir.path().join("s"), dir.path().join("d"));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&src, &data).expect("write source");
+        std::fs::write(&dst, &data[..2_000_000]).expect("write copy");
+        verify_copy(&src, &dst, 2_000_000).expect("an equal prefix passes");
+        assert!(
+            verify_copy(&src, &dst, 2_500_000).is_err(),
+            "a short copy fails"
+        );
+        let mut bad = data[..2_000_000].to_vec();
+        bad[1_500_000] ^= 0x40;
+        std::fs::write(&dst, &bad).expect("write bad copy");
+        let e = verify_copy(&src, &dst, 2_000_000).expect_err("a changed byte fails");
+        assert!(e.to_string().contains("differs"), "{e}");
     }
 
     #[test]
