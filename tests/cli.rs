@@ -128,6 +128,26 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
 }
 
 #[test]
+fn a_scratch_base_in_memory_is_refused() {
+    let sb = Sandbox::new();
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a directory on /dev/shm (tmpfs)");
+    sb.cmd(&[
+        "run",
+        "-t",
+        "native",
+        "-w",
+        "dd-zero",
+        "--duration",
+        "100ms",
+    ])
+    .env("VIRTMARK_SCRATCH", shm.path())
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains("in memory"))
+    .stderr(predicate::str::contains("VIRTMARK_SCRATCH"));
+}
+
+#[test]
 fn a_short_real_run_writes_its_directory_and_database() {
     let sb = Sandbox::new();
     // Native only: the counts below are per target, and which other targets are
@@ -159,6 +179,11 @@ fn a_short_real_run_writes_its_directory_and_database() {
     let plan = std::fs::read_to_string(dir.join("plan.toml")).unwrap();
     assert!(
         plan.contains("reps = 3") && plan.contains("dd-zero"),
+        "{plan}"
+    );
+    // Workload sizes are resolved once by the orchestrator and recorded.
+    assert!(
+        plan.contains("[params.dd-zero]") && plan.contains("block-size"),
         "{plan}"
     );
 

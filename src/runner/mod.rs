@@ -25,6 +25,7 @@ use crate::results::{FailureRecord, Position, RunRecord, SampleRecord, BASELINE}
 use crate::stats;
 use crate::targets;
 use crate::workloads;
+use crate::workloads::Params;
 use conn::ConnError;
 use progress::Progress;
 use session::{check_targets, Agent, InstanceSpec, Session};
@@ -120,8 +121,30 @@ pub fn resolve_overhead(plan: &mut Plan) -> Result<()> {
     if plan.run.seed.is_none() {
         plan.run.seed = Some(fastrand::u32(..));
     }
+    resolve_workload_params(plan);
     plan.validate("plan")?;
     Ok(())
+}
+
+/// Resolve every workload's sizes once, from the plan and this machine, into the
+/// plan: it is stored with the run and each target receives the same parameters,
+/// instead of each target deriving them from what it sees of itself (its MemTotal,
+/// its CPUs). The envelope is what every target gets: `--memory` (default
+/// [`DEFAULT_MEMORY`]) and `--cpus` (default every host CPU).
+pub fn resolve_workload_params(plan: &mut Plan) {
+    let memory = plan.run.memory.map_or(DEFAULT_MEMORY, |m| m.bytes());
+    let cpus = plan.run.cpus.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |c| c as usize,
+    );
+    let host = workloads::Host::here(memory, cpus);
+    for name in plan.workload_names() {
+        let given = plan.params.get(&name).cloned().unwrap_or_default();
+        let resolved = workloads::resolve_params(&name, plan.run.preset, &given, &host);
+        if resolved != Params::default() {
+            plan.params.insert(name, resolved);
+        }
+    }
 }
 
 /// The order of one round: every workload once, starting from workload

@@ -112,6 +112,16 @@ fn children_cpu() -> Result<(f64, f64), WorkloadError> {
     Ok((tv_secs(u.user_time()), tv_secs(u.system_time())))
 }
 
+/// Resolve build's parameters once for every target: the source files of the
+/// preset, and `make -j` the CPUs each target gets (not the CPUs it happens to see).
+pub(super) fn resolve(preset: super::Preset, p: &mut super::Params, host: &super::Host) {
+    p.files.get_or_insert(match preset {
+        super::Preset::Quick => QUICK_FILES,
+        super::Preset::Faithful => FAITHFUL_FILES,
+    });
+    p.threads.get_or_insert(host.cpus.max(1) as u32);
+}
+
 fn run_build(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     available().map_err(WorkloadError::Unavailable)?;
     let files = ctx

@@ -43,6 +43,14 @@ const SEED: u64 = 0x5eed_b21b_2008;
 /// larger calls only save calls into libbz2, which buffers a whole block anyway).
 const CHUNK: usize = 64 << 10;
 
+/// Resolve compress's corpus size once for every target.
+pub(super) fn resolve(preset: super::Preset, p: &mut super::Params) {
+    p.size.get_or_insert(crate::units::ByteSize(match preset {
+        super::Preset::Quick => QUICK_SIZE,
+        super::Preset::Faithful => FAITHFUL_SIZE,
+    }));
+}
+
 fn run_compress(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let size = ctx
         .params

@@ -139,6 +139,19 @@ fn cached_fraction(f: &File, len: u64) -> Option<f64> {
     Some(resident as f64 / vec.len() as f64)
 }
 
+/// Resolve dd's parameters once for every target: dd's 512-byte blocks, and for
+/// dd-copy `conv=fsync` and the faithful ISO size. The quick dd-copy keeps no size:
+/// it copies for 5 durations, a time-based workload like dd-zero.
+pub(super) fn resolve(name: &str, preset: super::Preset, p: &mut super::Params) {
+    p.block_size.get_or_insert(crate::units::ByteSize(DD_BS));
+    if name == "dd-copy" {
+        p.fsync.get_or_insert(true);
+        if preset == super::Preset::Faithful {
+            p.size.get_or_insert(crate::units::ByteSize(ISO_SIZE));
+        }
+    }
+}
+
 fn run_copy(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let bs = ctx.params.block_size.map(|b| b.bytes()).unwrap_or(DD_BS);
     if bs > 64 << 20 {

@@ -176,6 +176,22 @@ fn faithful_size(scratch: &Path) -> (u64, String) {
     (size, why)
 }
 
+/// Resolve fileio's parameters once for every target: quick 256 MiB; faithful twice
+/// the memory each target gets (IOZone's "past the cache" file), at most 32 GiB; 64
+/// KiB records, fsync, buffered.
+pub(super) fn resolve(preset: super::Preset, p: &mut super::Params, host: &super::Host) {
+    if p.size.is_none() {
+        let size = match preset {
+            super::Preset::Quick => QUICK_SIZE,
+            super::Preset::Faithful => host.memory.saturating_mul(2).min(FAITHFUL_CAP),
+        };
+        p.size = Some(crate::units::ByteSize(size));
+    }
+    p.block_size.get_or_insert(crate::units::ByteSize(64 << 10));
+    p.fsync.get_or_insert(true);
+    p.direct.get_or_insert(false);
+}
+
 pub(super) fn open_flags(direct: bool) -> i32 {
     if direct {
         nix::libc::O_DIRECT

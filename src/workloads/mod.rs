@@ -294,6 +294,46 @@ impl Ctx<'_> {
     }
 }
 
+/// What the orchestrator knows of the machine and of the envelope every target gets,
+/// to resolve workload sizes once ([`resolve_params`]) instead of each target
+/// deriving them from what it sees of itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// Memory each target instance gets, bytes.
+    pub memory: u64,
+    /// CPUs each target instance gets.
+    pub cpus: usize,
+    /// The host's last-level cache, bytes (STREAM's array rule).
+    pub llc: Option<u64>,
+}
+
+impl Host {
+    /// This machine, with `memory` bytes and `cpus` CPUs per target.
+    pub fn here(memory: u64, cpus: usize) -> Host {
+        Host {
+            memory,
+            cpus,
+            llc: stream::host_llc(),
+        }
+    }
+}
+
+/// Fill every size-like parameter of workload `name` that `given` leaves open, from
+/// the preset and `host`, so that the plan records them and every target receives
+/// the same values. A parameter the plan set is kept as given.
+pub fn resolve_params(name: &str, preset: Preset, given: &Params, host: &Host) -> Params {
+    let mut p = given.clone();
+    match name {
+        "mem-bw" => stream::resolve(preset, &mut p, host),
+        "fileio" => fileio::resolve(preset, &mut p, host),
+        "compress" => compress::resolve(preset, &mut p),
+        "build" => build::resolve(preset, &mut p, host),
+        "dd-copy" | "dd-zero" => dd::resolve(name, preset, &mut p),
+        _ => {}
+    }
+    p
+}
+
 /// A built-in workload: its catalog entry and the functions that check and run it.
 pub struct Workload {
     /// Name used on the command line and in plans (`net-stream`).
@@ -363,6 +403,67 @@ pub fn needs_host_toolchain(name: &str) -> bool {
 /// Names of every workload, for error messages.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|w| w.name).collect()
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+    use crate::units::ByteSize;
+
+    fn host() -> Host {
+        Host {
+            memory: 2 << 30,
+            cpus: 2,
+            llc: Some(32 << 20),
+        }
+    }
+
+    #[test]
+    fn sizes_come_from_the_envelope_not_the_target() {
+        let none = Params::default();
+        let f = resolve_params("fileio", Preset::Faithful, &none, &host());
+        assert_eq!(
+            f.size,
+            Some(ByteSize(4 << 30)),
+            "2 x the memory each target gets"
+        );
+        assert_eq!(f.block_size, Some(ByteSize(64 << 10)));
+        assert_eq!((f.fsync, f.direct), (Some(true), Some(false)));
+        let q = resolve_params("fileio", Preset::Quick, &none, &host());
+        assert_eq!(q.size, Some(ByteSize(256 << 20)));
+        let b = resolve_params("build", Preset::Quick, &none, &host());
+        assert_eq!(b.threads, Some(2));
+        let big = Host {
+            memory: 8 << 30,
+            ..host()
+        };
+        let m = resolve_params("mem-bw", Preset::Faithful, &none, &big);
+        assert_eq!(
+            m.size,
+            Some(ByteSize(640_000_000)),
+            "STREAM's size fits in 8 GiB"
+        );
+        let m = resolve_params("mem-bw", Preset::Faithful, &none, &host());
+        assert_eq!(m.size, Some(ByteSize(1 << 29)), "a quarter of 2 GiB");
+        assert_eq!(m.threads, Some(1));
+    }
+
+    #[test]
+    fn what_the_plan_set_is_kept() {
+        let given = Params {
+            size: Some(ByteSize::mib(8)),
+            threads: Some(7),
+            ..Params::default()
+        };
+        let f = resolve_params("fileio", Preset::Faithful, &given, &host());
+        assert_eq!(f.size, Some(ByteSize::mib(8)));
+        let b = resolve_params("build", Preset::Quick, &given, &host());
+        assert_eq!(b.threads, Some(7));
+        assert_eq!(
+            resolve_params("cpu-int", Preset::Quick, &given, &host()),
+            given
+        );
+    }
 }
 
 #[cfg(test)]

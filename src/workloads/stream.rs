@@ -411,6 +411,26 @@ fn check(a: &[f64], b: &[f64], c: &[f64], trials: u32) -> Result<(), WorkloadErr
     Ok(())
 }
 
+/// Resolve mem-bw's parameters once for every target: the default array size from
+/// the preset and the host's last-level cache, shrunk to a quarter of `memory` (what
+/// each target gets) when three arrays would not fit in it, and one thread.
+pub(super) fn resolve(preset: super::Preset, p: &mut super::Params, host: &super::Host) {
+    if p.size.is_none() {
+        let default = match preset {
+            super::Preset::Quick => QUICK_BYTES,
+            super::Preset::Faithful => FAITHFUL_BYTES.max(host.llc.map_or(0, |l| 4 * l)),
+        };
+        let (bytes, _) = fit_default(default, Some(host.memory));
+        p.size = Some(crate::units::ByteSize(bytes));
+    }
+    p.threads.get_or_insert(1);
+}
+
+/// The last-level cache of this machine, for [`super::Host`].
+pub(super) fn host_llc() -> Option<u64> {
+    last_level_cache_bytes()
+}
+
 /// A default array size that does not fit (a small VM, the scalability step's split
 /// memory budget) shrinks to a quarter of the available memory per array.
 fn fit_default(default: u64, avail: Option<u64>) -> (u64, Option<String>) {
