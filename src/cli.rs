@@ -193,6 +193,10 @@ pub struct CommonArgs {
     /// their guests; 512MiB in isolate; scale divides --memory-total).
     #[arg(long)]
     pub memory: Option<crate::units::ByteSize>,
+    /// Run native without the targets' CPU and memory envelope (default: native runs
+    /// in a cgroup with the same --cpus and --memory as every target).
+    #[arg(long)]
+    pub native_unbounded: bool,
     /// Directory in which the run directory is made (default: ./virtmark-results).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -429,6 +433,9 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
     }
     if let Some(p) = &args.peer {
         r.peer = Some(p.clone());
+    }
+    if args.native_unbounded {
+        r.native_unbounded = Some(true);
     }
     if let Some(p) = args.preset {
         r.preset = match p {

@@ -233,6 +233,10 @@ pub struct RunSection {
     /// of the default ssh reverse tunnel to the local peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// Run `native` without the CPU and memory envelope the targets get (absent or
+    /// false: native runs in a cgroup with the same `cpus` and `memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_unbounded: Option<bool>,
 }
 
 fn default_reps() -> u32 {
@@ -290,6 +294,7 @@ impl Default for RunSection {
             cpus: None,
             memory: None,
             peer: None,
+            native_unbounded: None,
         }
     }
 }

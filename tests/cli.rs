@@ -127,6 +127,52 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     one_line_error(&sb, &["history"], "damaged or not a virtmark database");
 }
 
+/// The native target's fingerprint from a one-sample run with `extra` flags.
+fn native_fingerprint(extra: &[&str]) -> serde_json::Value {
+    let sb = Sandbox::new();
+    let mut args = vec![
+        "run",
+        "-t",
+        "native",
+        "-w",
+        "dd-zero",
+        "--reps",
+        "1",
+        "--discard",
+        "0",
+        "--duration",
+        "100ms",
+        "--memory",
+        "1GiB",
+        "--out",
+        "out",
+    ];
+    args.extend_from_slice(extra);
+    sb.cmd(&args).assert().success();
+    let j = results_json(&sb.run_dir("out"));
+    j["targets"][0]["fingerprint"].clone()
+}
+
+#[test]
+fn native_runs_in_the_targets_memory_envelope_unless_unbounded() {
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("running id -u");
+    assert_eq!(
+        uid.stdout, b"0\n",
+        "this test needs root: native's envelope is a cgroup"
+    );
+    let fp = native_fingerprint(&[]);
+    assert_eq!(fp["cgroup"]["memory_max"], 1u64 << 30, "{fp}");
+    assert!(
+        fp["scratch"]["statfs_type"].is_string() && fp["scratch"]["source"].is_string(),
+        "the fingerprint names the scratch storage: {fp}"
+    );
+    let fp = native_fingerprint(&["--native-unbounded"]);
+    assert_ne!(fp["cgroup"]["memory_max"], 1u64 << 30, "{fp}");
+}
+
 #[test]
 fn a_scratch_base_in_memory_is_refused() {
     let sb = Sandbox::new();

@@ -86,6 +86,8 @@ pub struct Session {
     peer: Option<PeerProcess>,
     host_cpus: usize,
     toolchain: bool,
+    /// `--native-unbounded`: native runs without the targets' envelope.
+    native_unbounded: bool,
     finished: bool,
 }
 
@@ -213,6 +215,7 @@ impl Session {
                 .iter()
                 .chain(plan.scale.as_ref().map(|s| &s.workload))
                 .any(|w| crate::workloads::needs_host_toolchain(w)),
+            native_unbounded: plan.run.native_unbounded.unwrap_or(false),
             finished: false,
         })
     }
@@ -261,6 +264,7 @@ impl Session {
             log: self.dir.path().join(format!("agent-{safe}{suffix}.log")),
             peer: self.peer.as_ref().map(|p| p.addr),
             toolchain: self.toolchain,
+            native_unbounded: self.native_unbounded,
         };
         let t0 = Instant::now();
         let mut instance = targets::driver(spec.kind).start(&env)?;

@@ -140,6 +140,9 @@ pub struct StartEnv<'a> {
     /// Show the host's compiler toolchain read-only inside (see
     /// [`toolchain::HostToolchain`]), for the workloads that compile.
     pub toolchain: bool,
+    /// Whether `native` runs without the envelope (`cpus`, `memory`) the targets get
+    /// (`--native-unbounded`); other drivers ignore it.
+    pub native_unbounded: bool,
 }
 
 impl StartEnv<'_> {

@@ -1,8 +1,13 @@
 //! `native`: the agent as a plain child process, the baseline every other target
-//! is normalized against.
+//! is normalized against. It runs in a cgroup with the same CPU and memory envelope
+//! as every target (`cpus`: a CFS quota and the first CPUs of the cpuset when fewer
+//! than the host's; `memory`), so that a ratio compares the layer, not the machine
+//! size — unless `--native-unbounded`, or where cgroups cannot be made (not root),
+//! which it says on standard error and the fingerprint's cgroup limits record.
 
 use anyhow::Context;
 
+use super::cgroup::{self, Limits};
 use super::{Driver, Guard, Instance, StartEnv};
 
 /// The native driver.
@@ -23,6 +28,32 @@ impl Driver for Native {
         let mut cmd = env.host_agent_command()?;
         if let Some(cpus) = &env.cpuset {
             crate::sys::pin_to(&mut cmd, cpus)?;
+        }
+        if !env.native_unbounded {
+            match cgroup::check_available() {
+                Ok(()) => {
+                    let cg = cgroup::create(
+                        &mut guard,
+                        &env.tag,
+                        Limits {
+                            cpus: env.cpus,
+                            memory: env.memory,
+                            pids: cgroup::PIDS_MAX,
+                        },
+                    )?;
+                    let procs = cg.procs_files()?;
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: runs between fork and exec in the single-threaded child;
+                    // it only writes the child's pid to files opened before the fork
+                    // and allocates nothing.
+                    unsafe {
+                        cmd.pre_exec(move || cgroup::join_all(&procs));
+                    }
+                }
+                Err(why) => eprintln!(
+                    "virtmark: native runs without the targets' CPU and memory envelope: {why}"
+                ),
+            }
         }
         let mut child = cmd
             .spawn()
