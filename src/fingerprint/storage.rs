@@ -70,7 +70,7 @@ pub fn of(dir: &Path) -> Storage {
     let mounts =
         parse::mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
     let statfs_type = match nix::sys::statfs::statfs(&path) {
-        Ok(st) => magic_name(st.filesystem_type().0 as i64),
+        Ok(st) => magic_name(st.filesystem_type().0),
         Err(_) => String::new(),
     };
     from_parts(&path, &mounts, statfs_type)

@@ -154,6 +154,7 @@ fn greet(
         cpu_share: false,
         memory: MEMORY,
         toolchain: false,
+        native_unbounded: false,
     };
     let answered = start(&env).and_then(|mut instance| {
         let r = hello(&mut instance);
