@@ -32,15 +32,7 @@ impl Driver for Native {
         if !env.native_unbounded {
             match cgroup::check_available() {
                 Ok(()) => {
-                    let cg = cgroup::create(
-                        &mut guard,
-                        &env.tag,
-                        Limits {
-                            cpus: env.cpus,
-                            memory: env.memory,
-                            pids: cgroup::PIDS_MAX,
-                        },
-                    )?;
+                    let cg = cgroup::create(&mut guard, &env.tag, &Limits::of(env))?;
                     let procs = cg.procs_files()?;
                     use std::os::unix::process::CommandExt;
                     // SAFETY: runs between fork and exec in the single-threaded child;
