@@ -584,7 +584,10 @@ fn cmd_cleanup(force: bool) -> Result<()> {
             l.display()
         )?;
     }
-    if r.ledgers.is_empty() && r.alive.is_empty() {
+    for why in &r.refused {
+        writeln!(out, "refused {why}")?;
+    }
+    if r.ledgers.is_empty() && r.alive.is_empty() && r.refused.is_empty() {
         writeln!(out, "nothing to clean")?;
     }
     if !r.problems.is_empty() {

@@ -20,7 +20,7 @@ use crate::results::{
 };
 use crate::store::db::Db;
 use crate::store::rundir::RunDir;
-use crate::targets::ledger::{Ledger, Resource};
+use crate::targets::ledger::{self, Ledger, Resource};
 use crate::targets::peer::PeerProcess;
 use crate::targets::{self, Instance, StartEnv, TargetKind};
 
@@ -135,11 +135,17 @@ impl Session {
         let run_id = new_run_id();
         let dir = RunDir::create(&opts.out, &run_id, &plan.to_toml())?;
         let exe = std::env::current_exe().context("locating the virtmark binary")?;
-        let ledger = Arc::new(Ledger::create(dir.path(), &run_id)?);
-        let scratch_root = std::env::temp_dir().join(format!("virtmark-{run_id}"));
+        // The scratch root: an unguessable name, mode 0700, never a directory or
+        // link that someone else made first; everything of the run's scratch is
+        // made inside it.
+        let scratch_root =
+            ledger::unguessable(&std::env::temp_dir(), &format!("virtmark-{run_id}-"));
+        let ledger = Arc::new(Ledger::create(dir.path(), &run_id, Some(&scratch_root))?);
         ledger.record(&Resource::Dir {
             path: scratch_root.clone(),
         })?;
+        ledger::create_private_dir(&scratch_root)
+            .with_context(|| format!("creating scratch directory {}", scratch_root.display()))?;
         let record = RunRecord {
             schema_version: SCHEMA_VERSION,
             run_id,

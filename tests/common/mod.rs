@@ -135,8 +135,14 @@ pub fn leftovers(run_id: &str) -> Vec<String> {
             }
         }
     }
-    if std::env::temp_dir().join(&scratch).exists() {
-        found.push(format!("scratch {scratch}"));
+    // The scratch root is `virtmark-<run>-<random>` in the temp dir.
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&scratch) {
+                found.push(format!("scratch {n}"));
+            }
+        }
     }
     found
 }
