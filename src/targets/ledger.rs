@@ -978,9 +978,9 @@ fn remove_checked(res: &Resource, checked: &Checked) -> Result<()> {
             Ok(())
         }
         Resource::Link { name } => {
-            if Path::new("/sys/class/net").join(name).exists() {
-                run_quiet("ip", &["link", "delete", name])?;
-            }
+            // Asked of the network namespace itself, not of /sys/class/net (which
+            // shows the namespace of whoever mounted /sys); failing means gone.
+            run_quiet("ip", &["link", "delete", name])?;
             Ok(())
         }
         Resource::Cgroup { path } => remove_cgroup(path),
