@@ -43,11 +43,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the default plan (TOML), to edit and pass to `run --plan`.
+    /// Print the default plan (TOML), to edit and pass to `run --plan`, or check one.
     Plan {
         /// Print the default plan.
         #[arg(long)]
         print_default: bool,
+        /// Check a plan file (every field and parameter against its range) and
+        /// run nothing; exit status 2 when it is not valid.
+        #[arg(long, value_name = "FILE", conflicts_with = "print_default")]
+        check: Option<PathBuf>,
     },
     /// Detect the virtualization this runs under (VM, container, sandbox, nesting),
     /// with the evidence for each layer.
@@ -346,10 +350,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(args) => cmd_study(args),
         Command::Workloads => cmd_workloads(),
         Command::Targets { names, json } => cmd_targets(&names, json),
-        Command::Plan { print_default } => {
+        Command::Plan {
+            check: Some(path), ..
+        } => {
+            let plan = Plan::load(&path)?;
+            println!(
+                "{}: valid ({} workload(s), {} target(s), {} repetition(s))",
+                path.display(),
+                plan.workload_names().len(),
+                plan.run
+                    .targets
+                    .as_ref()
+                    .map_or("every available".into(), |t| t.len().to_string()),
+                plan.run.reps
+            );
+            Ok(())
+        }
+        Command::Plan { print_default, .. } => {
             if !print_default {
                 return Err(user(
-                    "say what to do: `virtmark plan --print-default` prints the default plan",
+                    "say what to do: `virtmark plan --print-default` prints the default plan, \
+                     `virtmark plan --check FILE` checks one",
                 ));
             }
             print!("{}", crate::plan::default_toml());

@@ -383,4 +383,30 @@ fn the_first_sample_after_a_restart_is_a_discarded_warm_up() {
     let dnr = j["failures"].as_array().unwrap();
     assert_eq!(dnr.len(), 3);
     assert!(dnr.iter().all(|f| f["kind"] == "deadline"), "{dnr:#?}");
+
+fn plan_check_accepts_the_default_plan_and_refuses_out_of_range_parameters() {
+    let sb = Sandbox::new();
+    let text = String::from_utf8(
+        sb.cmd(&["plan", "--print-default"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(sb.path().join("good.toml"), &text).unwrap();
+    sb.cmd(&["plan", "--check", "good.toml"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("good.toml: valid"));
+    std::fs::write(
+        sb.path().join("bad.toml"),
+        "[params.oltp]\ntransactions = 100000000000\n",
+    )
+    .unwrap();
+    sb.cmd(&["plan", "--check", "bad.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "params.oltp: transactions = 100000000000 is out of range: give 1 to 10000000",
+        ));
 }

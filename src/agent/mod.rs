@@ -224,6 +224,9 @@ fn run_workload(
             ),
         )));
     };
+    if let Err(why) = params.check(name) {
+        return Ok(Some(error("bad_request", format!("{name}: {why}"))));
+    }
     if let Err(why) = (w.available)() {
         return Ok(Some(error("unavailable", format!("{name}: {why}"))));
     }
