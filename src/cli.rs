@@ -130,6 +130,17 @@ pub struct RunArgs {
     /// Workloads, comma-separated (default: the whole suite; see `virtmark workloads`).
     #[arg(short, long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
+    /// Continue the interrupted or killed run RUN (an id from `virtmark history`)
+    /// from its stored plan and samples: only the missing cells run.
+    #[arg(
+        long,
+        value_name = "RUN",
+        conflicts_with_all = [
+            "workloads", "plan", "targets", "reps", "discard", "duration", "preset",
+            "deadline", "cpus", "memory", "out", "peer"
+        ]
+    )]
+    pub resume: Option<String>,
     /// Options every step takes.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -459,6 +470,13 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
+    if let Some(id) = &args.resume {
+        let opts = run_options(&args.common);
+        let done = crate::runner::resume::resume(id, &opts)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
+        return print_paths(&mut out, &done, &opts);
+    }
     let plan = build_plan(&args.common, args.workloads.as_ref())?;
     execute(
         &args.common,

@@ -383,7 +383,9 @@ fn the_first_sample_after_a_restart_is_a_discarded_warm_up() {
     let dnr = j["failures"].as_array().unwrap();
     assert_eq!(dnr.len(), 3);
     assert!(dnr.iter().all(|f| f["kind"] == "deadline"), "{dnr:#?}");
+}
 
+#[test]
 fn plan_check_accepts_the_default_plan_and_refuses_out_of_range_parameters() {
     let sb = Sandbox::new();
     let text = String::from_utf8(

@@ -87,6 +87,20 @@ impl RunDir {
         Ok(RunDir { path, csv })
     }
 
+    /// Open the existing run directory `path` to add samples (a resumed run).
+    pub fn open(path: &Path) -> Result<RunDir> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let csv = OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path.join("samples.csv"))
+            .with_context(|| format!("opening {}", path.join("samples.csv").display()))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            csv,
+        })
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -497,6 +497,16 @@ pub fn cleanup_all(force: bool) -> Result<CleanupReport> {
 
 /// [`cleanup_all`] for the registry `dir`.
 pub fn cleanup_registry(dir: &Path, force: bool) -> Result<CleanupReport> {
+    cleanup_registered(dir, force, None)
+}
+
+/// Clean the ledger of run `run_id` only, when it is registered and its run is
+/// gone (what `virtmark run --resume` does before it continues the run).
+pub fn cleanup_run(run_id: &str) -> Result<CleanupReport> {
+    cleanup_registered(&registry_dir(), false, Some(run_id))
+}
+
+fn cleanup_registered(dir: &Path, force: bool, only: Option<&str>) -> Result<CleanupReport> {
     let mut report = CleanupReport::default();
     if std::fs::symlink_metadata(dir).is_err() {
         return Ok(report);
@@ -519,6 +529,9 @@ pub fn cleanup_registry(dir: &Path, force: bool) -> Result<CleanupReport> {
         else {
             continue;
         };
+        if only.is_some_and(|o| o != run_id) {
+            continue;
+        }
         if let Err(r) = trusted(&p) {
             report.refused.push(format!("registration: {r}"));
             continue;
