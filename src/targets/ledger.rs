@@ -190,6 +190,9 @@ impl Ledger {
             .mode(0o700)
             .create(&reg_dir)
             .with_context(|| format!("creating ledger registry {}", reg_dir.display()))?;
+        // A registry someone else made (the shared temp dir, for a non-root user)
+        // is not used: cleanup would refuse it anyway.
+        trusted(&reg_dir).map_err(|r| anyhow::anyhow!("ledger registry: {r}"))?;
         let registration = reg_dir.join(format!("{run_id}.json"));
         let me = std::process::id() as i32;
         let reg = Registration {
