@@ -29,9 +29,14 @@ fn leftovers(run_id: &str, tags: &[&str]) -> Vec<String> {
             }
         }
     }
-    let scratch = std::env::temp_dir().join(format!("virtmark-{run_id}"));
-    if scratch.exists() {
-        left.push(format!("scratch {}", scratch.display()));
+    // The scratch root is `virtmark-<run>-<random>` in the temp dir.
+    let scratch = format!("virtmark-{run_id}");
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&scratch) {
+                left.push(format!("scratch {}", e.path().display()));
+            }
+        }
     }
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     for l in mounts.lines().filter(|l| l.contains(run_id)) {
