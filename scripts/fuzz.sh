@@ -27,7 +27,9 @@ for t in "${targets[@]}"; do
   work="target/fuzz-corpus/$t"
   mkdir -p "$work" "fuzz/artifacts/$t"
   log="target/fuzz-corpus/$t.log"
-  "$CARGO_TARGET_DIR/release/$t" "$work" "fuzz/corpus/$t" \
+  # .cargo/config.toml may name a build target: the binary is under it then.
+  bin=$(ls "$CARGO_TARGET_DIR"/*/release/"$t" "$CARGO_TARGET_DIR"/release/"$t" 2>/dev/null | head -1 || true)
+  "$bin" "$work" "fuzz/corpus/$t" \
     -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || {
     echo "fuzz: $t: crash or error, see $log and fuzz/artifacts/$t/" >&2
