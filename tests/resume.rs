@@ -85,6 +85,29 @@ fn a_killed_run_resumes_to_complete_with_every_planned_sample() {
         })
         .collect();
     assert_eq!(cells.len(), 10, "each cell once");
+    // The seeded rounds go on where they stopped: five rounds of two slots, each
+    // slot once, and each round holds one repetition of each workload.
+    let mut slots: Vec<(u64, u64, String)> = samples
+        .iter()
+        .map(|s| {
+            (
+                s["position"]["round"].as_u64().unwrap(),
+                s["position"]["slot"].as_u64().unwrap(),
+                s["workload"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    slots.sort();
+    for (i, (round, slot, _)) in slots.iter().enumerate() {
+        assert_eq!(
+            (*round, *slot),
+            ((i / 2) as u64, (i % 2) as u64),
+            "{slots:?}"
+        );
+    }
+    for pair in slots.chunks(2) {
+        assert_ne!(pair[0].2, pair[1].2, "{slots:?}");
+    }
     for s in samples {
         assert_eq!(s["discarded"].as_bool().unwrap(), s["rep"] == 0, "{s}");
     }
