@@ -439,6 +439,12 @@ impl Plan {
                 r.reps
             )));
         }
+        if r.max_reps > 10_000 {
+            return Err(UserError(format!(
+                "{origin}: run.max-reps = {}: give run.reps to 10000",
+                r.max_reps
+            )));
+        }
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(c) = r.cpus {
             if c == 0 || c as usize > host_cpus {
@@ -636,7 +642,8 @@ mod tests {
             ("[params.fileio]\nthreads = 100000", "threads"),
             ("[params.rr-paced]\nrate = 0", "rate"),
             ("[params.fileio]\nduration = \"1ms\"", "duration"),
-            ("[run]\nreps = 100000", "run.reps"),
+            ("[run]\nauto = false\nreps = 100000", "run.reps"),
+            ("[run]\nmax-reps = 100000", "run.max-reps"),
             ("[run]\ndeadline = \"30d\"", "run.deadline"),
             ("[isolation]\nwindow = \"1ms\"", "isolation.window"),
         ] {
