@@ -31,7 +31,15 @@ export DEBIAN_FRONTEND=noninteractive
 backports=()
 if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]] && grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
   if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/bookworm-backports.list
+    # The mirror this machine already uses for bookworm itself (one-line or
+    # deb822 sources, any host name, a proxy or a local mirror alike).
+    mirror=$(apt-get indextargets --no-release-info --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' |
+      awk '$1 == "deb" && $2 == "bookworm" { print $3; exit }')
+    if [ -z "$mirror" ]; then
+      echo "setup: no apt source for bookworm is configured: cannot add bookworm-backports for qemu-system-x86" >&2
+      exit 1
+    fi
+    echo "deb ${mirror%/} bookworm-backports main" >/etc/apt/sources.list.d/bookworm-backports.list
   fi
   backports=(qemu-system-x86)
   rest=()

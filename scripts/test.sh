@@ -7,3 +7,4 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 cargo test --locked --all-targets -- --test-threads=2
+scripts/fuzz.sh "${VIRTMARK_FUZZ_SECONDS:-15}"

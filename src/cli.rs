@@ -43,11 +43,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the default plan (TOML), to edit and pass to `run --plan`.
+    /// Print the default plan (TOML), to edit and pass to `run --plan`, or check one.
     Plan {
         /// Print the default plan.
         #[arg(long)]
         print_default: bool,
+        /// Check a plan file (every field and parameter against its range) and
+        /// run nothing; exit status 2 when it is not valid.
+        #[arg(long, value_name = "FILE", conflicts_with = "print_default")]
+        check: Option<PathBuf>,
     },
     /// Detect the virtualization this runs under (VM, container, sandbox, nesting),
     /// with the evidence for each layer.
@@ -131,6 +135,17 @@ pub struct RunArgs {
     /// Workloads, comma-separated (default: the whole suite; see `virtmark workloads`).
     #[arg(short, long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
+    /// Continue the interrupted or killed run RUN (an id from `virtmark history`)
+    /// from its stored plan and samples: only the missing cells run.
+    #[arg(
+        long,
+        value_name = "RUN",
+        conflicts_with_all = [
+            "workloads", "plan", "targets", "reps", "discard", "duration", "preset",
+            "deadline", "cpus", "memory", "out", "peer"
+        ]
+    )]
+    pub resume: Option<String>,
     /// Options every step takes.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -355,10 +370,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(args) => cmd_study(args),
         Command::Workloads => cmd_workloads(),
         Command::Targets { names, json } => cmd_targets(&names, json),
-        Command::Plan { print_default } => {
+        Command::Plan {
+            check: Some(path), ..
+        } => {
+            let plan = Plan::load(&path)?;
+            println!(
+                "{}: valid ({} workload(s), {} target(s), {} repetition(s))",
+                path.display(),
+                plan.workload_names().len(),
+                plan.run
+                    .targets
+                    .as_ref()
+                    .map_or("every available".into(), |t| t.len().to_string()),
+                plan.run.reps
+            );
+            Ok(())
+        }
+        Command::Plan { print_default, .. } => {
             if !print_default {
                 return Err(user(
-                    "say what to do: `virtmark plan --print-default` prints the default plan",
+                    "say what to do: `virtmark plan --print-default` prints the default plan, \
+                     `virtmark plan --check FILE` checks one",
                 ));
             }
             print!("{}", crate::plan::default_toml());
@@ -452,6 +484,13 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
+    if let Some(id) = &args.resume {
+        let opts = run_options(&args.common);
+        let done = crate::runner::resume::resume(id, &opts)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
+        return print_paths(&mut out, &done, &opts);
+    }
     let plan = build_plan(&args.common, args.workloads.as_ref())?;
     execute(
         &args.common,
@@ -598,7 +637,10 @@ fn cmd_cleanup(force: bool) -> Result<()> {
             l.display()
         )?;
     }
-    if r.ledgers.is_empty() && r.alive.is_empty() {
+    for why in &r.refused {
+        writeln!(out, "refused {why}")?;
+    }
+    if r.ledgers.is_empty() && r.alive.is_empty() && r.refused.is_empty() {
         writeln!(out, "nothing to clean")?;
     }
     if !r.problems.is_empty() {

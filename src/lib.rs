@@ -11,6 +11,7 @@ pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod fingerprint;
+pub mod fuzzing;
 pub mod peer;
 pub mod plan;
 pub mod protocol;

@@ -419,8 +419,36 @@ impl Plan {
                 check_workload(origin, "run.workloads", w)?;
             }
         }
-        for w in self.params.keys() {
+        for (w, p) in &self.params {
             check_workload(origin, "params", w)?;
+            p.check(w)
+                .map_err(|e| UserError(format!("{origin}: params.{w}: {e}")))?;
+        }
+        let ms = |d: Dur| d.get().as_millis();
+        if !(1..=24 * 3600 * 1000).contains(&ms(r.deadline)) {
+            return Err(UserError(format!(
+                "{origin}: run.deadline = {}: give 1ms to 24h",
+                r.deadline
+            )));
+        }
+        if let Some(d) = r.duration {
+            if !(10..=24 * 3600 * 1000).contains(&ms(d)) {
+                return Err(UserError(format!(
+                    "{origin}: run.duration = {d}: give 10ms to 24h"
+                )));
+            }
+        }
+        if r.reps > 10_000 {
+            return Err(UserError(format!(
+                "{origin}: run.reps = {}: give 1 to 10000",
+                r.reps
+            )));
+        }
+        if r.max_reps > 10_000 {
+            return Err(UserError(format!(
+                "{origin}: run.max-reps = {}: give run.reps to 10000",
+                r.max_reps
+            )));
         }
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(c) = r.cpus {
@@ -464,6 +492,21 @@ impl Plan {
                 return Err(UserError(format!(
                     "{origin}: isolation.rate = {}: give 1 to 100000 requests per second",
                     iso.rate
+                )));
+            }
+            if let Some(w) = iso.window {
+                if !(100..=3600 * 1000).contains(&ms(w)) {
+                    return Err(UserError(format!(
+                        "{origin}: isolation.window = {w}: give 100ms to 1h"
+                    )));
+                }
+            }
+            let host = host_memory();
+            if host > 0 && iso.memory.bytes() > host {
+                return Err(UserError(format!(
+                    "{origin}: isolation.memory = {}: give 32MiB to this host's {} MiB",
+                    iso.memory,
+                    host >> 20
                 )));
             }
             if iso.memory.bytes() < 32 << 20 {
@@ -593,6 +636,27 @@ mod tests {
         assert!(e.contains("repz") && e.contains("reps"), "{e}");
         let e = err("[params.dd-zero]\nsizze = \"1M\"\n");
         assert!(e.contains("sizze") && e.contains("size"), "{e}");
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_refused_before_anything_runs() {
+        for (text, what) in [
+            ("[params.oltp]\ntransactions = 100000000000", "transactions"),
+            ("[params.dd-zero]\nblock-size = \"1TiB\"", "block-size"),
+            ("[params.compress]\nsize = \"100GiB\"", "size"),
+            ("[params.fileio]\nthreads = 100000", "threads"),
+            ("[params.rr-paced]\nrate = 0", "rate"),
+            ("[params.fileio]\nduration = \"1ms\"", "duration"),
+            ("[run]\nauto = false\nreps = 100000", "run.reps"),
+            ("[run]\nmax-reps = 100000", "run.max-reps"),
+            ("[run]\ndeadline = \"30d\"", "run.deadline"),
+            ("[isolation]\nwindow = \"1ms\"", "isolation.window"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(what) && e.contains("give"), "{text}: {e}");
+        }
+        // The same size is fine for a workload that keeps it on disk.
+        Plan::from_toml("[params.fileio]\nsize = \"100GiB\"", "p.toml").unwrap();
     }
 
     #[test]

@@ -223,11 +223,104 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, DecodeError
     serde_json::from_value(value).map_err(|e| DecodeError::Invalid(e.to_string()))
 }
 
+/// Longest protocol line either side reads (1 MiB; the largest real message, a
+/// fingerprint, is a few KiB). A longer line is never held in memory: it is
+/// read through and reported as [`LineTooLong`].
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A line longer than [`MAX_LINE`] was read through and dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a protocol line longer than {limit} bytes ({seen} bytes before the limit was hit) was dropped"
+)]
+pub struct LineTooLong {
+    /// The limit.
+    pub limit: usize,
+    /// Bytes read before the reader gave up holding them.
+    pub seen: usize,
+}
+
+/// Read one line (without its newline) into `buf`, holding at most `max` bytes:
+/// `Ok(false)` at end of stream, `Err` with [`LineTooLong`] inside (kind
+/// `InvalidData`) when the line was longer, after which the stream is at the
+/// start of the next line.
+pub fn read_bounded_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        if !too_long {
+            if buf.len() + part.len() > max {
+                too_long = true;
+            } else {
+                buf.extend_from_slice(part);
+            }
+        }
+        let used = done.unwrap_or(chunk.len());
+        r.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    if too_long {
+        let seen = buf.len();
+        buf.clear();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            LineTooLong { limit: max, seen },
+        ));
+    }
+    Ok(any)
+}
+
+/// The lines of a stream, each at most [`MAX_LINE`] bytes: a longer one comes
+/// as an error of kind `InvalidData` ([`LineTooLong`]) and the lines after it
+/// follow. Bytes that are not UTF-8 are replaced, never an error.
+pub struct BoundedLines<R> {
+    inner: R,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> BoundedLines<R> {
+    /// Wrap a buffered stream.
+    pub fn new(inner: R) -> Self {
+        BoundedLines {
+            inner,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for BoundedLines<R> {
+    type Item = io::Result<String>;
+
+    fn next(&mut self) -> Option<io::Result<String>> {
+        match read_bounded_line(&mut self.inner, &mut self.buf, MAX_LINE) {
+            Ok(false) => None,
+            Ok(true) => Some(Ok(String::from_utf8_lossy(&self.buf).into_owned())),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 /// Reads protocol messages from a stream, skipping and counting lines that are not
 /// protocol messages (kernel log noise on a console).
 pub struct Reader<R> {
     inner: R,
-    line: String,
+    line: Vec<u8>,
     /// Lines skipped because they were not protocol messages.
     pub skipped: u64,
 }
@@ -237,23 +330,28 @@ impl<R: BufRead> Reader<R> {
     pub fn new(inner: R) -> Self {
         Reader {
             inner,
-            line: String::new(),
+            line: Vec::new(),
             skipped: 0,
         }
     }
 
     /// The next line that is meant for us, `Ok(None)` at end of stream: a message,
     /// or why a protocol line (a JSON object with a version) could not be read.
-    /// Console noise (not JSON, no version) is skipped and counted.
+    /// Console noise (not JSON, no version) is skipped and counted. A line longer
+    /// than [`MAX_LINE`] is an error of kind `InvalidData` holding
+    /// [`LineTooLong`]; the reader can go on after it.
     pub fn next_checked<T: for<'de> Deserialize<'de>>(
         &mut self,
     ) -> io::Result<Option<Result<T, DecodeError>>> {
         loop {
-            self.line.clear();
-            if self.inner.read_line(&mut self.line)? == 0 {
+            if !read_bounded_line(&mut self.inner, &mut self.line, MAX_LINE)? {
                 return Ok(None);
             }
-            match decode(&self.line) {
+            let Ok(text) = std::str::from_utf8(&self.line) else {
+                self.skipped += 1;
+                continue;
+            };
+            match decode(text) {
                 Ok(msg) => return Ok(Some(Ok(msg))),
                 Err(DecodeError::NotJson | DecodeError::NoVersion) => self.skipped += 1,
                 Err(e) => return Ok(Some(Err(e))),
@@ -261,14 +359,19 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
-    /// The next message, `Ok(None)` at end of stream.
+    /// The next message, `Ok(None)` at end of stream. A line longer than
+    /// [`MAX_LINE`] is an error of kind `InvalidData` holding [`LineTooLong`];
+    /// the reader can go on after it.
     pub fn next_message<T: for<'de> Deserialize<'de>>(&mut self) -> io::Result<Option<T>> {
         loop {
-            self.line.clear();
-            if self.inner.read_line(&mut self.line)? == 0 {
+            if !read_bounded_line(&mut self.inner, &mut self.line, MAX_LINE)? {
                 return Ok(None);
             }
-            match decode(&self.line) {
+            let Ok(text) = std::str::from_utf8(&self.line) else {
+                self.skipped += 1;
+                continue;
+            };
+            match decode(text) {
                 Ok(msg) => return Ok(Some(msg)),
                 Err(_) => self.skipped += 1,
             }
@@ -356,5 +459,34 @@ mod tests {
         assert_eq!(r.next_message::<Response>().unwrap(), Some(Response::Bye));
         assert_eq!(r.next_message::<Response>().unwrap(), None);
         assert_eq!(r.skipped, 2);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_an_error_and_reading_goes_on() {
+        let hello = encode(&Response::Bye);
+        let mut input = String::new();
+        input.push_str(&"x".repeat(MAX_LINE + 10));
+        input.push('\n');
+        input.push_str(&hello);
+        input.push('\n');
+        // A small buffer: the long line arrives in many pieces.
+        let mut r = Reader::new(std::io::BufReader::with_capacity(4096, input.as_bytes()));
+        let err = r.next_message::<Response>().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("longer than"), "{err}");
+        assert_eq!(r.next_message::<Response>().unwrap(), Some(Response::Bye));
+        assert_eq!(r.next_message::<Response>().unwrap(), None);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_read() {
+        let mut buf = Vec::new();
+        let text = format!("{}\nrest", "y".repeat(100));
+        let mut r = text.as_bytes();
+        assert!(read_bounded_line(&mut r, &mut buf, 100).unwrap());
+        assert_eq!(buf.len(), 100);
+        assert!(read_bounded_line(&mut r, &mut buf, 100).unwrap());
+        assert_eq!(buf, b"rest");
+        assert!(!read_bounded_line(&mut r, &mut buf, 100).unwrap());
     }
 }

@@ -365,9 +365,11 @@ fn an_interrupted_run_keeps_what_it_measured() {
         .output()
         .unwrap();
     assert!(agents.stdout.is_empty(), "agents left: {:?}", agents);
-    assert!(!std::env::temp_dir()
-        .join(format!("virtmark-{run_id}"))
-        .exists());
+    assert!(
+        common::scratch_roots(run_id).is_empty(),
+        "{:?}",
+        common::scratch_roots(run_id)
+    );
 }
 
 #[test]
@@ -454,4 +456,32 @@ fn the_first_sample_after_a_restart_is_a_discarded_warm_up() {
     let dnr = j["failures"].as_array().unwrap();
     assert_eq!(dnr.len(), 3);
     assert!(dnr.iter().all(|f| f["kind"] == "deadline"), "{dnr:#?}");
+}
+
+#[test]
+fn plan_check_accepts_the_default_plan_and_refuses_out_of_range_parameters() {
+    let sb = Sandbox::new();
+    let text = String::from_utf8(
+        sb.cmd(&["plan", "--print-default"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(sb.path().join("good.toml"), &text).unwrap();
+    sb.cmd(&["plan", "--check", "good.toml"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("good.toml: valid"));
+    std::fs::write(
+        sb.path().join("bad.toml"),
+        "[params.oltp]\ntransactions = 100000000000\n",
+    )
+    .unwrap();
+    sb.cmd(&["plan", "--check", "bad.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "params.oltp: transactions = 100000000000 is out of range: give 1 to 10000000",
+        ));
 }

@@ -29,9 +29,8 @@ fn leftovers(run_id: &str, tags: &[&str]) -> Vec<String> {
             }
         }
     }
-    let scratch = std::env::temp_dir().join(format!("virtmark-{run_id}"));
-    if scratch.exists() {
-        left.push(format!("scratch {}", scratch.display()));
+    for p in common::scratch_roots(run_id) {
+        left.push(format!("scratch {}", p.display()));
     }
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     for l in mounts.lines().filter(|l| l.contains(run_id)) {

@@ -31,9 +31,23 @@ fn serve_loop(
     scratch_root: &Path,
     stressors: &mut stress::Stressors,
 ) -> io::Result<()> {
-    let mut lines = input.lines();
+    let mut lines = protocol::BoundedLines::new(input);
     while let Some(line) = lines.next() {
-        let line = line?;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                protocol::send(
+                    &mut out,
+                    &Response::Error {
+                        id: None,
+                        kind: "line_too_long".into(),
+                        message: e.to_string(),
+                    },
+                )?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -146,7 +160,13 @@ fn wait_at_barrier(
 ) -> io::Result<bool> {
     protocol::send(out, &Response::Ready { id })?;
     for line in lines {
-        match protocol::decode::<Request>(&line?) {
+        let line = match line {
+            Ok(l) => l,
+            // Too long: not a `go`, answered like any other request.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => String::new(),
+            Err(e) => return Err(e),
+        };
+        match protocol::decode::<Request>(&line) {
             Ok(Request::Go { id: g, at }) if g == id => {
                 if let Some(at) = at {
                     sleep_until_unix(at);
@@ -207,6 +227,9 @@ fn run_workload(
             ),
         )));
     };
+    if let Err(why) = params.check(name) {
+        return Ok(Some(error("bad_request", format!("{name}: {why}"))));
+    }
     if let Err(why) = (w.available)() {
         return Ok(Some(error("unavailable", format!("{name}: {why}"))));
     }

@@ -28,6 +28,9 @@ pub enum ConnError {
     /// The agent sent a protocol line that could not be read.
     #[error("unreadable answer from the agent: {0}")]
     Protocol(String),
+    /// The agent sent a line longer than the protocol allows.
+    #[error("{0}")]
+    TooLong(String),
 }
 
 impl ConnError {
@@ -39,6 +42,7 @@ impl ConnError {
             ConnError::Interrupted => "interrupted",
             ConnError::Io(_) => "agent_exited",
             ConnError::Protocol(_) => "protocol",
+            ConnError::TooLong(_) => "line_too_long",
         }
     }
 }
@@ -46,7 +50,7 @@ impl ConnError {
 /// A connection to one agent.
 pub struct AgentConn {
     writer: Box<dyn Write + Send>,
-    rx: mpsc::Receiver<Result<Response, String>>,
+    rx: mpsc::Receiver<Result<Response, ConnError>>,
     skipped: Arc<AtomicU64>,
     _reader: JoinHandle<()>,
 }
@@ -59,9 +63,19 @@ impl AgentConn {
         let counter = skipped.clone();
         let reader = std::thread::spawn(move || {
             let mut r = protocol::Reader::new(BufReader::new(from_agent));
-            while let Ok(Some(msg)) = r.next_checked::<Response>() {
+            loop {
+                let got = match r.next_checked::<Response>() {
+                    Ok(Some(msg)) => msg.map_err(|e| ConnError::Protocol(e.to_string())),
+                    Ok(None) => break,
+                    // Too long: the answer being awaited ends with an error; the
+                    // stream goes on at the next line.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        Err(ConnError::TooLong(e.to_string()))
+                    }
+                    Err(_) => break,
+                };
                 counter.store(r.skipped, Ordering::Relaxed);
-                if tx.send(msg.map_err(|e| e.to_string())).is_err() {
+                if tx.send(got).is_err() {
                     break;
                 }
             }
@@ -126,7 +140,7 @@ impl AgentConn {
                 return Err(ConnError::Deadline(deadline));
             }
             match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(Err(why)) => return Err(ConnError::Protocol(why)),
+                Ok(Err(why)) => return Err(why),
                 Ok(Ok(Response::Progress {
                     id,
                     fraction,
@@ -171,6 +185,25 @@ impl AgentConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_answer_ends_the_request_with_an_error() {
+        let mut text = "z".repeat(protocol::MAX_LINE + 1);
+        text.push('\n');
+        let mut c = AgentConn::new(
+            Box::new(std::io::sink()),
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+        );
+        let err = c
+            .request(
+                &Request::Hello,
+                Duration::from_secs(10),
+                &AtomicBool::new(false),
+                |_, _| {},
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), "line_too_long", "{err}");
+    }
 
     /// An in-process agent on a pair of pipes.
     fn pipe_agent() -> AgentConn {

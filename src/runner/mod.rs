@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod isolate;
 pub mod progress;
+pub mod resume;
 pub mod scale;
 pub mod session;
 pub mod study;
@@ -218,6 +219,35 @@ fn precise(cell: &Cell, base: Option<&Cell>, precision: f64) -> bool {
     }
 }
 
+/// Apply an attempt stored before a resume to its cell, as [`overhead`] did when
+/// it was measured: a sample counts as a warm-up or a kept value, an
+/// unavailable workload stops the cell, a DNR makes the next sample a warm-up.
+fn replay(cell: &mut Cell, cold: &mut bool, restarts: &mut u64, stored: session::Stored) {
+    cell.attempts += 1;
+    match stored {
+        session::Stored::Sample(sample) => {
+            cell.time_s += sample.elapsed_s;
+            if sample.discarded {
+                cell.warmups_due = cell.warmups_due.saturating_sub(1);
+                *cold = false;
+            } else if let Some(m) = sample.metrics.first() {
+                cell.hib = m.higher_is_better;
+                cell.kept.push(m.value);
+            }
+        }
+        session::Stored::Failure(f) => match f.kind.as_str() {
+            "unavailable" | "unknown_workload" => cell.skip = Some(f.message),
+            // What ConnError other than Protocol and Interrupted records: the
+            // target was restarted after it.
+            "deadline" | "agent_exited" | "line_too_long" => {
+                *cold = true;
+                *restarts += 1;
+            }
+            _ => {}
+        },
+    }
+}
+
 /// The overhead step inside an open session.
 ///
 /// Rounds: in each, every (target, workload) still to be measured runs once, in
@@ -321,6 +351,14 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             });
             let rep = cells[wi][ti].attempts;
             progress.start_item(tname, wname, rep, if r.auto { r.max_reps } else { r.reps });
+            // A resumed run: what this attempt stored before is replayed into the
+            // cell (as it was measured then) instead of running again, so every
+            // later round sees the same state and gets the same order.
+            if let Some(stored) = s.done.remove(&(tname.clone(), wname.clone(), rep)) {
+                replay(&mut cells[wi][ti], &mut cold[ti], &mut restarts[ti], stored);
+                progress.finish_item("measured before the resume");
+                continue;
+            }
             let fail = |kind: &str, message: String| FailureRecord {
                 target: tname.clone(),
                 workload: wname.clone(),

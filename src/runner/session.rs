@@ -1,6 +1,7 @@
 //! What every step shares: the results database, the run directory, the ledger,
 //! the peer on loopback, and starting / greeting / stopping target instances.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::results::{
 };
 use crate::store::db::Db;
 use crate::store::rundir::RunDir;
-use crate::targets::ledger::{Ledger, Resource};
+use crate::targets::ledger::{self, Ledger, Resource};
 use crate::targets::peer::PeerProcess;
 use crate::targets::{self, Instance, StartEnv, TargetKind};
 
@@ -69,6 +70,18 @@ pub fn scratch_base() -> Result<PathBuf> {
     Ok(base)
 }
 
+/// One attempt of the overhead step: (target, workload, repetition).
+pub type CellKey = (String, String, u32);
+
+/// What an attempt stored before a resume.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// A sample.
+    Sample(SampleRecord),
+    /// A failure.
+    Failure(FailureRecord),
+}
+
 /// One open run: everything is stored as it arrives.
 pub struct Session {
     /// The results database.
@@ -81,6 +94,8 @@ pub struct Session {
     pub record: RunRecord,
     /// Set on Ctrl-C.
     pub interrupted: Arc<AtomicBool>,
+    /// Attempts stored before a resume: replayed in order, not run again.
+    pub done: BTreeMap<CellKey, Stored>,
     exe: PathBuf,
     scratch_root: PathBuf,
     peer: Option<PeerProcess>,
@@ -159,16 +174,9 @@ impl Session {
         opts: &RunOptions,
         needs_peer: bool,
     ) -> Result<Session> {
-        let interrupted = interrupt_flag();
         let db = Db::open(&opts.db)?;
         let run_id = new_run_id();
         let dir = RunDir::create(&opts.out, &run_id, &plan.to_toml())?;
-        let exe = std::env::current_exe().context("locating the virtmark binary")?;
-        let ledger = Arc::new(Ledger::create(dir.path(), &run_id)?);
-        let scratch_root = scratch_base()?.join(format!("virtmark-{run_id}"));
-        ledger.record(&Resource::Dir {
-            path: scratch_root.clone(),
-        })?;
         let record = RunRecord {
             schema_version: SCHEMA_VERSION,
             run_id,
@@ -193,6 +201,58 @@ impl Session {
             isolation: vec![],
         };
         db.insert_run(&record, dir.path())?;
+        Session::attach(db, dir, record, needs_peer, BTreeMap::new())
+    }
+
+    /// Reopen a stored run that did not complete (`virtmark run --resume`): its
+    /// record (with the samples and failures it has), its run directory, and the
+    /// cells it has an outcome for already, which the step skips. The run gets a
+    /// new ledger and scratch root; the previous ledger is kept beside it.
+    pub fn reopen(
+        mut record: RunRecord,
+        dir: &std::path::Path,
+        opts: &RunOptions,
+        needs_peer: bool,
+        done: BTreeMap<CellKey, Stored>,
+    ) -> Result<Session> {
+        let db = Db::open(&opts.db)?;
+        let old = dir.join("ledger.jsonl");
+        if std::fs::symlink_metadata(&old).is_ok() {
+            let kept = dir.join(format!(
+                "ledger-{}.jsonl",
+                now_rfc3339().replace([':', '-'], "")
+            ));
+            std::fs::rename(&old, &kept)
+                .with_context(|| format!("keeping {} as {}", old.display(), kept.display()))?;
+        }
+        let run_dir = RunDir::open(dir)?;
+        record.status = RunStatus::Running;
+        record.finished = None;
+        db.finish_run(&record.run_id, RunStatus::Running, "")?;
+        Session::attach(db, run_dir, record, needs_peer, done)
+    }
+
+    /// The ledger, the scratch root and the peer of a run being recorded.
+    fn attach(
+        db: Db,
+        dir: RunDir,
+        record: RunRecord,
+        needs_peer: bool,
+        done: BTreeMap<CellKey, Stored>,
+    ) -> Result<Session> {
+        let interrupted = interrupt_flag();
+        let run_id = record.run_id.clone();
+        let exe = std::env::current_exe().context("locating the virtmark binary")?;
+        // The scratch root: an unguessable name, mode 0700, never a directory or
+        // link that someone else made first; everything of the run's scratch is
+        // made inside it.
+        let scratch_root = ledger::unguessable(&scratch_base()?, &format!("virtmark-{run_id}-"));
+        let ledger = Arc::new(Ledger::create(dir.path(), &run_id, Some(&scratch_root))?);
+        ledger.record(&Resource::Dir {
+            path: scratch_root.clone(),
+        })?;
+        ledger::create_private_dir(&scratch_root)
+            .with_context(|| format!("creating scratch directory {}", scratch_root.display()))?;
         let peer = if needs_peer {
             let p = PeerProcess::start(&exe, "127.0.0.1:0", &dir.path().join("peer.log"), None)?;
             ledger.record_process(p.pid())?;
@@ -200,6 +260,13 @@ impl Session {
         } else {
             None
         };
+        let plan = &record.plan;
+        let toolchain = plan
+            .workload_names()
+            .iter()
+            .chain(plan.scale.as_ref().map(|s| &s.workload))
+            .any(|w| crate::workloads::needs_host_toolchain(w));
+        let native_unbounded = plan.run.native_unbounded.unwrap_or(false);
         Ok(Session {
             db,
             dir,
@@ -210,12 +277,9 @@ impl Session {
             scratch_root,
             peer,
             host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            toolchain: plan
-                .workload_names()
-                .iter()
-                .chain(plan.scale.as_ref().map(|s| &s.workload))
-                .any(|w| crate::workloads::needs_host_toolchain(w)),
-            native_unbounded: plan.run.native_unbounded.unwrap_or(false),
+            toolchain,
+            done,
+            native_unbounded,
             finished: false,
         })
     }

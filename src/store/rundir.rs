@@ -62,12 +62,16 @@ impl RunDir {
     /// Create `<out>/<run_id>/` and write the plan into it.
     pub fn create(out: &Path, run_id: &str, plan_toml: &str) -> Result<RunDir> {
         let path = out.join(run_id);
-        std::fs::create_dir_all(&path).map_err(|e| {
-            user(format!(
-                "cannot create run directory {}: {e}: choose a writable directory with --out",
-                path.display()
-            ))
-        })?;
+        // The parent may exist; the run directory itself must be new (never a
+        // directory or link someone made first: root writes logs into it).
+        std::fs::create_dir_all(out)
+            .and_then(|()| std::fs::create_dir(&path))
+            .map_err(|e| {
+                user(format!(
+                    "cannot create run directory {}: {e}: choose a writable directory with --out",
+                    path.display()
+                ))
+            })?;
         std::fs::write(path.join("plan.toml"), plan_toml).map_err(|e| {
             user(format!(
                 "cannot write {}: {e}: choose a writable directory with --out",
@@ -81,6 +85,20 @@ impl RunDir {
             .with_context(|| format!("creating {}", path.join("samples.csv").display()))?;
         writeln!(csv, "{CSV_HEADER}")?;
         Ok(RunDir { path, csv })
+    }
+
+    /// Open the existing run directory `path` to add samples (a resumed run).
+    pub fn open(path: &Path) -> Result<RunDir> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let csv = OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path.join("samples.csv"))
+            .with_context(|| format!("opening {}", path.join("samples.csv").display()))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            csv,
+        })
     }
 
     /// The directory.
@@ -110,6 +128,21 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planted_link_at_the_run_directory_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("run1")).unwrap();
+        assert!(RunDir::create(&out, "run1", "").is_err());
+        std::fs::create_dir(out.join("run2")).unwrap();
+        assert!(RunDir::create(&out, "run2", "").is_err());
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+        assert!(RunDir::create(&out, "run3", "").is_ok());
+    }
     use crate::workloads::Metric;
 
     #[test]

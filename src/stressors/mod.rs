@@ -47,6 +47,47 @@ pub struct StressParams {
     pub dir: Option<PathBuf>,
 }
 
+/// Bounds of every stressor parameter (documented in `docs/steps.md`):
+/// `duration_ms` 1 ms to 1 h, `threads` 1 to 1024, `memory_cap` 1 MiB to 1 TiB,
+/// `pids_cap` 1 to 100000.
+#[derive(Debug, thiserror::Error)]
+#[error("stressor parameter {field} = {value} is out of range: give {lo} to {hi}")]
+pub struct ParamOutOfRange {
+    /// The field.
+    pub field: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// Lowest accepted.
+    pub lo: u64,
+    /// Highest accepted.
+    pub hi: u64,
+}
+
+impl StressParams {
+    /// Check every bound before anything runs.
+    pub fn check(&self) -> Result<(), ParamOutOfRange> {
+        let fields = [
+            ("duration_ms", Some(self.duration_ms), 1, 3_600_000),
+            ("threads", self.threads.map(u64::from), 1, 1024),
+            ("memory_cap", self.memory_cap, 1 << 20, 1 << 40),
+            ("pids_cap", self.pids_cap.map(u64::from), 1, 100_000),
+        ];
+        for (field, value, lo, hi) in fields {
+            if let Some(value) = value {
+                if !(lo..=hi).contains(&value) {
+                    return Err(ParamOutOfRange {
+                        field,
+                        value,
+                        lo,
+                        hi,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a stressor did, printed as one JSON line when it ends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StressReport {
@@ -76,6 +117,7 @@ fn stopping(start: Instant, d: Duration) -> bool {
 
 /// Run a stressor in this process until its duration or SIGTERM; returns its report.
 pub fn run(kind: &str, p: &StressParams) -> anyhow::Result<StressReport> {
+    p.check()?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         nix::sys::signal::signal(
@@ -380,6 +422,39 @@ fn udp_recv(p: &StressParams, start: Instant, d: Duration) -> anyhow::Result<Don
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stressor_parameters_out_of_range_are_refused() {
+        let ok = StressParams {
+            duration_ms: 1000,
+            threads: Some(4),
+            memory_cap: Some(64 << 20),
+            pids_cap: Some(256),
+            peer: None,
+            dir: None,
+        };
+        assert!(ok.check().is_ok());
+        for bad in [
+            StressParams {
+                duration_ms: 0,
+                ..ok.clone()
+            },
+            StressParams {
+                threads: Some(1 << 20),
+                ..ok.clone()
+            },
+            StressParams {
+                memory_cap: Some(u64::MAX),
+                ..ok.clone()
+            },
+            StressParams {
+                pids_cap: Some(0),
+                ..ok.clone()
+            },
+        ] {
+            assert!(run("cpu", &bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn params(ms: u64) -> StressParams {
         StressParams {

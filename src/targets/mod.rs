@@ -273,15 +273,25 @@ impl Guard {
         create()
     }
 
-    /// Record a directory, then create it (with its parents); removed at teardown.
+    /// Record a directory, then create it with mode 0700 (its parent must
+    /// exist); removed at teardown. A path that already exists (a directory or a
+    /// symbolic link someone put there) is refused, never reused.
     pub fn create_dir(&mut self, path: &Path) -> anyhow::Result<()> {
         self.create(
             Resource::Dir {
                 path: path.to_path_buf(),
             },
             || {
-                std::fs::create_dir_all(path)
-                    .map_err(|e| anyhow::anyhow!("creating directory {}: {e}", path.display()))
+                ledger::create_private_dir(path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow::anyhow!(
+                            "creating directory {}: it already exists, and virtmark never reuses a path it did not make",
+                            path.display()
+                        )
+                    } else {
+                        anyhow::anyhow!("creating directory {}: {e}", path.display())
+                    }
+                })
             },
         )
     }

@@ -248,7 +248,9 @@ pub fn scratch_image(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
             path: path.to_path_buf(),
         },
         || {
-            let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            // A new file, never a link someone planted (root formats it).
+            let f = super::ledger::create_private_file(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             f.set_len(bytes)
                 .with_context(|| format!("sizing {}", path.display()))?;
             Ok(())

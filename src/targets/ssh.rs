@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::ledger::Resource;
 use super::{Driver, Guard, Instance, StartEnv};
 
 /// Where an ssh target is: `[user@]host[:port]`, and an optional peer address
@@ -285,15 +284,7 @@ impl Driver for Ssh {
         let mut guard = Guard::new(env.ledger.clone());
         guard.set_grace(Duration::from_secs(1));
         let scratch = &env.scratch;
-        guard.create(
-            Resource::Dir {
-                path: scratch.clone(),
-            },
-            || {
-                std::fs::create_dir_all(scratch)
-                    .with_context(|| format!("creating scratch directory {}", scratch.display()))
-            },
-        )?;
+        guard.create_dir(scratch)?;
         let ctl = scratch.join("ctl");
         let ctl_s = ctl.to_string_lossy().to_string();
         let log = Arc::new(Mutex::new(

@@ -138,6 +138,7 @@ fn greet(
     let ledger = Arc::new(Ledger::create(
         dir,
         &format!("verify-{target}-{tag}").replace(':', "_"),
+        Some(dir),
     )?);
     let exe = std::env::current_exe().context("locating virtmark's own binary")?;
     let env = StartEnv {

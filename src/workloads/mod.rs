@@ -112,6 +112,76 @@ pub struct Params {
     pub deadline: Option<Dur>,
 }
 
+/// The accepted range of every workload parameter, checked by the plan before
+/// anything runs and by the agent before it runs a request (a target must not
+/// be asked to allocate without bound). `(field, lowest, highest, unit)`;
+/// `docs/workloads.md` shows the same table.
+pub const PARAM_RANGES: &[(&str, u64, u64, &str)] = &[
+    ("duration", 10, 24 * 3600 * 1000, "ms"),
+    ("size", 4 << 10, 1 << 40, "bytes"),
+    ("block-size", 512, 64 << 20, "bytes"),
+    ("threads", 1, 1024, ""),
+    ("clients", 1, 1024, ""),
+    ("files", 1, 1_000_000, ""),
+    ("rows", 1, 10_000_000, ""),
+    ("transactions", 1, 10_000_000, ""),
+    ("rate", 1, 1_000_000, "per second"),
+    ("deadline", 1, 60_000, "ms"),
+];
+
+/// Workloads that hold `size` bytes in memory (a corpus, arrays) rather than on
+/// disk: their `size` is further bounded by [`IN_MEMORY_SIZE_MAX`].
+pub const IN_MEMORY_SIZE: &[&str] = &["compress", "mem-bw"];
+
+/// Largest `size` of a workload in [`IN_MEMORY_SIZE`].
+pub const IN_MEMORY_SIZE_MAX: u64 = 16 << 30;
+
+fn range_of(field: &str) -> (u64, u64, &'static str) {
+    PARAM_RANGES
+        .iter()
+        .find(|r| r.0 == field)
+        .map_or((0, u64::MAX, ""), |r| (r.1, r.2, r.3))
+}
+
+impl Params {
+    /// Check every parameter against [`PARAM_RANGES`]; `Err` names the field, the
+    /// value and the accepted range.
+    pub fn check(&self, workload: &str) -> Result<(), String> {
+        let ms =
+            |d: &Option<Dur>| d.map(|d| u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX));
+        let fields: [(&str, Option<u64>); 10] = [
+            ("duration", ms(&self.duration)),
+            ("size", self.size.map(|b| b.bytes())),
+            ("block-size", self.block_size.map(|b| b.bytes())),
+            ("threads", self.threads.map(u64::from)),
+            ("clients", self.clients.map(u64::from)),
+            ("files", self.files),
+            ("rows", self.rows),
+            ("transactions", self.transactions),
+            ("rate", self.rate.map(u64::from)),
+            ("deadline", ms(&self.deadline)),
+        ];
+        for (field, value) in fields {
+            let Some(v) = value else { continue };
+            let (lo, mut hi, unit) = range_of(field);
+            if field == "size" && IN_MEMORY_SIZE.contains(&workload) {
+                hi = IN_MEMORY_SIZE_MAX;
+            }
+            if v < lo || v > hi {
+                let unit = if unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {unit}")
+                };
+                return Err(format!(
+                    "{field} = {v}{unit} is out of range: give {lo} to {hi}{unit}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One measured figure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {

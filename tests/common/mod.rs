@@ -135,8 +135,26 @@ pub fn leftovers(run_id: &str) -> Vec<String> {
             }
         }
     }
-    if std::env::temp_dir().join(&scratch).exists() {
-        found.push(format!("scratch {scratch}"));
+    for n in scratch_roots(run_id) {
+        found.push(format!("scratch {}", n.display()));
+    }
+    found
+}
+
+/// The scratch roots of run `run_id` still present: `virtmark-<run>-<random>`
+/// in the scratch base (`/var/tmp`, where tests leave `VIRTMARK_SCRATCH` unset)
+/// or, for the test starts of `virtmark targets`, the temp dir.
+pub fn scratch_roots(run_id: &str) -> Vec<PathBuf> {
+    let prefix = format!("virtmark-{run_id}");
+    let mut found = Vec::new();
+    for base in [PathBuf::from("/var/tmp"), std::env::temp_dir()] {
+        if let Ok(rd) = std::fs::read_dir(&base) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    found.push(e.path());
+                }
+            }
+        }
     }
     found
 }
