@@ -362,18 +362,13 @@ impl<R: BufRead> Reader<R> {
     /// The next message, `Ok(None)` at end of stream. A line longer than
     /// [`MAX_LINE`] is an error of kind `InvalidData` holding [`LineTooLong`];
     /// the reader can go on after it.
+    /// Protocol lines that cannot be read are skipped and counted, like noise.
     pub fn next_message<T: for<'de> Deserialize<'de>>(&mut self) -> io::Result<Option<T>> {
         loop {
-            if !read_bounded_line(&mut self.inner, &mut self.line, MAX_LINE)? {
-                return Ok(None);
-            }
-            let Ok(text) = std::str::from_utf8(&self.line) else {
-                self.skipped += 1;
-                continue;
-            };
-            match decode(text) {
-                Ok(msg) => return Ok(Some(msg)),
-                Err(_) => self.skipped += 1,
+            match self.next_checked()? {
+                None => return Ok(None),
+                Some(Ok(msg)) => return Ok(Some(msg)),
+                Some(Err(_)) => self.skipped += 1,
             }
         }
     }

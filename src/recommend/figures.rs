@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::catalog::{Catalog, Class};
 use super::flow::Recommendation;
-use crate::report::svg::{esc, Chart};
+use crate::report::svg::{esc, svg_open_sized, Chart};
 
 /// A node of the taxonomy tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,17 +140,8 @@ pub fn tree_text(root: &Node) -> String {
     out
 }
 
-const FONT: &str = "font-family=\"DejaVu Sans, Verdana, Arial, sans-serif\"";
-
 fn open(id: &str, w: f64, h: f64, title: &str, desc: &str) -> String {
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" id=\"{id}\" role=\"img\" \
-         aria-labelledby=\"{id}-t {id}-d\" width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" {FONT} font-size=\"12\">\n\
-         <title id=\"{id}-t\">{}</title>\n<desc id=\"{id}-d\">{}</desc>\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n",
-        esc(title),
-        esc(desc)
-    )
+    svg_open_sized(id, w, h, title, desc, 12)
 }
 
 /// The taxonomy as an SVG figure: an indented tree, classes in bold, solutions

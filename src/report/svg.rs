@@ -105,9 +105,15 @@ pub fn nice_step(span: f64, n: usize) -> f64 {
 }
 
 fn svg_open(id: &str, w: f64, h: f64, title: &str, desc: &str) -> String {
+    svg_open_sized(id, w, h, title, desc, 11)
+}
+
+/// The opening of an accessible chart (`role="img"`, `<title>`, `<desc>`, a white
+/// background) of `w` × `h` pixels, with text of `font_size` pixels.
+pub fn svg_open_sized(id: &str, w: f64, h: f64, title: &str, desc: &str, font_size: u32) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" id=\"{id}\" role=\"img\" \
-         aria-labelledby=\"{id}-t {id}-d\" width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" {FONT} font-size=\"11\">\n\
+         aria-labelledby=\"{id}-t {id}-d\" width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" {FONT} font-size=\"{font_size}\">\n\
          <title id=\"{id}-t\">{}</title>\n<desc id=\"{id}-d\">{}</desc>\n\
          <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n",
         esc(title),
