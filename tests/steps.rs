@@ -7,12 +7,18 @@ use std::time::{Duration, Instant};
 use common::{assert_nothing_left, results_json, Sandbox};
 use predicates::prelude::*;
 
-/// Tests whose figures the others would disturb (isolation degradation, 32
-/// instances) run one at a time.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Tests whose figures or schedule the others would disturb (isolation
+/// degradation under fork and memory bombs, 32 instances) run alone: they take
+/// the lock for writing, every other test here for reading. On two cores a
+/// fork bomb beside two other runs once stretched a 20 s isolation step to 121 s.
+static HEAVY: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
+    HEAVY.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn light() -> std::sync::RwLockReadGuard<'static, ()> {
+    HEAVY.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
@@ -24,6 +30,7 @@ fn cmd(sb: &Sandbox, args: &[&str]) -> assert_cmd::Command {
 
 #[test]
 fn scale_on_ns_with_1_2_4_instances_reports_per_instance_and_aggregate() {
+    let _shared = light();
     if common::skip_or_require("ns") {
         return;
     }
@@ -82,6 +89,7 @@ fn scale_on_ns_with_1_2_4_instances_reports_per_instance_and_aggregate() {
 
 #[test]
 fn an_instance_killed_by_its_memory_limit_is_recorded_as_dnr() {
+    let _shared = light();
     if common::skip_or_require("ns") {
         return;
     }
@@ -269,6 +277,7 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
 
 #[test]
 fn no_limits_is_refused_on_native_and_on_vms() {
+    let _shared = light();
     let sb = Sandbox::new();
     for t in ["native", "uml"] {
         let out = cmd(
@@ -290,6 +299,7 @@ fn no_limits_is_refused_on_native_and_on_vms() {
 /// the aggregate (not credited with its neighbour's throughput).
 #[test]
 fn an_instance_killed_mid_step_is_dnr_and_counts_as_zero() {
+    let _shared = light();
     let sb = Sandbox::new();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virtmark"))
         .current_dir(sb.path())
@@ -372,6 +382,7 @@ fn an_instance_killed_mid_step_is_dnr_and_counts_as_zero() {
 /// `scale --pin -t ns --instances 2`: each instance's fingerprint shows its own CPU.
 #[test]
 fn pinned_ns_instances_each_see_their_own_cpu() {
+    let _shared = light();
     if common::skip_or_require("ns") {
         return;
     }
@@ -482,6 +493,7 @@ fn scale_oltp_to_32_instances_with_the_studies_memory_split() {
 
 #[test]
 fn destructive_stressors_are_refused_on_native_without_the_flag() {
+    let _shared = light();
     let sb = Sandbox::new();
     let out = cmd(
         &sb,
@@ -501,6 +513,7 @@ fn destructive_stressors_are_refused_on_native_without_the_flag() {
 
 #[test]
 fn isolation_on_native_with_cpu_and_udp_stressors_reports_degradation() {
+    let _shared = light();
     let sb = Sandbox::new();
     cmd(
         &sb,
@@ -539,6 +552,7 @@ fn isolation_on_native_with_cpu_and_udp_stressors_reports_degradation() {
 
 #[test]
 fn study_runs_the_three_steps_into_one_report() {
+    let _shared = light();
     if common::skip_or_require("ns") {
         return;
     }
