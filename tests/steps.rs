@@ -87,6 +87,70 @@ fn scale_on_ns_with_1_2_4_instances_reports_per_instance_and_aggregate() {
     assert_nothing_left(j["run_id"].as_str().unwrap());
 }
 
+/// A workload with a set-up (`dd-copy` writes its source image; the copy is
+/// capped at 5 durations) prepares before the
+/// barrier: every instance's measured window starts after its set-up, and the
+/// windows start together.
+#[test]
+fn set_up_comes_before_the_barrier_and_the_windows_start_together() {
+    let _shared = light();
+    if common::skip_or_require("ns") {
+        return;
+    }
+    let sb = Sandbox::new();
+    cmd(
+        &sb,
+        &[
+            "scale",
+            "-t",
+            "ns",
+            "-w",
+            "dd-copy",
+            "--duration",
+            "200ms",
+            "--instances",
+            "2",
+            "--reps",
+            "2",
+            "--memory-total",
+            "1GiB",
+            "--out",
+            "out",
+        ],
+    )
+    .assert()
+    .success();
+    let j = results_json(&sb.run_dir("out"));
+    let note = |s: &serde_json::Value, k: &str| -> f64 {
+        s["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|n| n.as_str()?.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} note: {s}"))
+            .parse()
+            .unwrap()
+    };
+    let samples = j["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 4, "{samples:#?}");
+    for s in samples {
+        let (start, end) = (note(s, "started_at"), note(s, "ended_at"));
+        // Before the window: set-up and the wait at the barrier. Writing the
+        // 128 MiB source image takes far more than a quarter of a second here
+        // (about 2 s); the barrier alone, with both instances ready at once, a
+        // few milliseconds.
+        let before = s["elapsed_s"].as_f64().unwrap() - (end - start);
+        assert!(
+            before > 0.25,
+            "only {before:.3} s passed before the measured window: {s}"
+        );
+    }
+    let e = &j["scale"][0];
+    let spread = e["barrier_spread_ms"].as_f64().expect("barrier spread");
+    assert!(spread < 100.0, "{e}");
+    assert_nothing_left(j["run_id"].as_str().unwrap());
+}
+
 #[test]
 fn an_instance_killed_by_its_memory_limit_is_recorded_as_dnr() {
     let _shared = light();

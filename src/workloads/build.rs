@@ -146,6 +146,8 @@ fn run_build(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     (ctx.progress)(0.0, "generating source tree");
     let tree = tree::generate(&root, files as usize)
         .ctx(|| format!("generating the source tree in {}", root.display()))?;
+    // The tree is written: the measured window starts here (the step's barrier).
+    ctx.begin_measuring()?;
 
     let log_path = ctx.scratch.join("build.log");
     let log = fs::File::create(&log_path).ctx(|| format!("creating {}", log_path.display()))?;

@@ -538,6 +538,9 @@ fn run_dbench(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
         let root = base.join(format!("client{i}"));
         prepared.push(Client::prepare(root, 0x5eed_0000 + u64::from(i), fsync)?);
     }
+    // Every client's directory tree is made: the measured window starts here
+    // (the step's barrier).
+    ctx.begin_measuring()?;
 
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(clients as usize + 1);

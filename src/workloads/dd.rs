@@ -173,6 +173,8 @@ fn run_copy(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let src_path = ctx.scratch.join("image.iso");
     let dst_path = ctx.scratch.join("copy.iso");
     make_source(&src_path, size, ctx)?;
+    // The source image is written: the measured window starts here (the step's barrier).
+    ctx.begin_measuring()?;
     (ctx.progress)(0.5, "copying");
 
     let mut src = File::open(&src_path).ctx(|| format!("opening {}", src_path.display()))?;

@@ -302,6 +302,8 @@ fn run_fileio(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
 
     let path = ctx.scratch.join("iozone.tmp");
     let mut buf = AlignedBuf::new(bs as usize);
+    // The buffer is allocated: the measured window starts here (the step's barrier).
+    ctx.begin_measuring()?;
     let mut secs = [0f64; 4];
     (ctx.progress)(0.0, "write");
     secs[0] = write_pass(&path, true, size, &mut buf, direct, fsync)?;

@@ -338,7 +338,17 @@ pub struct Ctx<'a> {
 /// the window the other instances measure: they call [`Ctx::begin_measuring`]
 /// once it is done. For every other workload the agent waits at the barrier
 /// before it starts the workload at all.
-pub static SET_UP_FIRST: &[&str] = &["oltp", "rr-paced"];
+pub static SET_UP_FIRST: &[&str] = &[
+    "oltp",
+    "rr-paced",
+    "compress",
+    "build",
+    "rsync-tree",
+    "rsync-file",
+    "dd-copy",
+    "dbench",
+    "fileio",
+];
 
 /// Whether `name` calls [`Ctx::begin_measuring`] itself.
 pub fn sets_up_first(name: &str) -> bool {

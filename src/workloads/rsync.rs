@@ -123,6 +123,9 @@ fn copy(ctx: &Ctx, test: &Test) -> Result<Outcome, WorkloadError> {
     if !ok.starts_with("OK") {
         return Err(WorkloadError::Peer(format!("{addr} refused {test}: {ok}")));
     }
+    // The peer has generated the data and is about to send it: the measured
+    // window starts here (the step's barrier).
+    ctx.begin_measuring()?;
     let start = Instant::now();
     let want_files: u64 = peer::answer_field(&ok, "files").unwrap_or(0);
     let want_bytes: u64 = peer::answer_field(&ok, "bytes").unwrap_or(0);
