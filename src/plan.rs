@@ -356,6 +356,55 @@ workloads = [{names}]
 }
 
 impl Plan {
+    /// What `workload` was asked to do under this plan, field by field: the
+    /// preset, the run time, the envelope each target got and every parameter
+    /// (sizes already resolved by the orchestrator). Two runs whose figures for
+    /// `workload` are compared must agree on all of it.
+    pub fn work_of(&self, workload: &str) -> BTreeMap<String, String> {
+        let show = |v: Option<String>| v.unwrap_or_else(|| "default".into());
+        let mut w = BTreeMap::new();
+        w.insert(
+            "preset".into(),
+            format!("{:?}", self.run.preset).to_lowercase(),
+        );
+        w.insert(
+            "duration".into(),
+            show(self.run.duration.map(|d| d.to_string())),
+        );
+        w.insert("cpus".into(), show(self.run.cpus.map(|c| c.to_string())));
+        w.insert(
+            "memory".into(),
+            show(self.run.memory.map(|m| m.to_string())),
+        );
+        let params = self.params.get(workload).cloned().unwrap_or_default();
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&params) {
+            for (k, v) in m {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    v => v.to_string(),
+                };
+                w.insert(format!("{workload}.{k}"), v);
+            }
+        }
+        w
+    }
+
+    /// The fields of [`Plan::work_of`] on which `self` and `other` differ for
+    /// `workload`, as `field: A vs B`.
+    pub fn work_differences(&self, other: &Plan, workload: &str) -> Vec<String> {
+        let (a, b) = (self.work_of(workload), other.work_of(workload));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| {
+                let get = |m: &BTreeMap<String, String>| {
+                    m.get(k).cloned().unwrap_or_else(|| "default".into())
+                };
+                format!("{k}: {} vs {}", get(&a), get(&b))
+            })
+            .collect()
+    }
+
     /// Parse and validate a plan from TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Plan, UserError> {
         let plan: Plan = toml::from_str(text).map_err(|e| {
@@ -607,6 +656,23 @@ fn check_workload(origin: &str, field: &str, name: &str) -> Result<(), UserError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn work_differences_name_what_two_plans_ask_differently() {
+        let mut a = Plan::default();
+        a.params.entry("fileio".into()).or_default().size = Some("128MiB".parse().unwrap());
+        let mut b = a.clone();
+        assert!(a.work_differences(&b, "fileio").is_empty());
+        // Another workload's parameters do not matter.
+        b.params.entry("dd-copy".into()).or_default().size = Some("1GiB".parse().unwrap());
+        assert!(a.work_differences(&b, "fileio").is_empty());
+        b.params.get_mut("fileio").unwrap().size = Some("256MiB".parse().unwrap());
+        b.run.preset = Preset::Faithful;
+        assert_eq!(
+            a.work_differences(&b, "fileio"),
+            vec!["fileio.size: 128MiB vs 256MiB", "preset: quick vs faithful"]
+        );
+    }
+
     use super::*;
 
     fn err(text: &str) -> String {

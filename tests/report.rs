@@ -307,6 +307,20 @@ fn compare_warns_about_different_hosts_and_refuses_runs_with_nothing_in_common()
         &["compare", "a", "c"],
         "have no workload, target and metric in common",
     );
+    // Runs that did different work: refused, naming the workload and the field.
+    let mut d = a.clone();
+    d.run_id = "d".into();
+    d.plan
+        .params
+        .entry("dd-zero".into())
+        .or_default()
+        .block_size = Some("4KiB".parse().unwrap());
+    write_run_dir(&sb.path().join("d"), &d);
+    one_line_error(
+        &sb,
+        &["compare", "a", "d"],
+        "did different work, so their figures cannot be compared: dd-zero (dd-zero.block-size: default vs 4KiB)",
+    );
 }
 
 #[test]

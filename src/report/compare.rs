@@ -154,6 +154,32 @@ pub fn compare(a: &RunRecord, b: &RunRecord, options: Options) -> anyhow::Result
             .map(|e| format!("{} on {}", e.workload, e.target))
             .collect()
     };
+    // A change between runs that did different work is no change of the layer:
+    // refuse it, naming what differs.
+    let mut different = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for ra in a.results.iter().filter(|e| e.headline) {
+        if !seen.insert(ra.workload.as_str())
+            || !b.results.iter().any(|e| e.workload == ra.workload)
+        {
+            continue;
+        }
+        let d = a.plan.work_differences(&b.plan, &ra.workload);
+        if !d.is_empty() {
+            different.push(format!("{} ({})", ra.workload, d.join(", ")));
+        }
+    }
+    if !different.is_empty() {
+        return Err(user(format!(
+            "runs {} and {} did different work, so their figures cannot be compared: {}; \
+             compare runs made with the same preset, duration, envelope and workload parameters \
+             (see each run's plan.toml)",
+            a.run_id,
+            b.run_id,
+            different.join("; ")
+        ))
+        .into());
+    }
     let mut rows = Vec::new();
     for ra in a.results.iter().filter(|e| e.headline) {
         let Some(rb) = b.results.iter().find(|e| {
