@@ -177,8 +177,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, options: Options) -> anyhow::Result
             a.run_id,
             b.run_id,
             different.join("; ")
-        ))
-        .into());
+        )));
     }
     let mut rows = Vec::new();
     for ra in a.results.iter().filter(|e| e.headline) {
