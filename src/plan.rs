@@ -198,9 +198,10 @@ pub struct RunSection {
     /// Auto: most repetitions of one (target, workload), warm-ups included.
     #[serde(default = "default_max_reps", rename = "max-reps")]
     pub max_reps: u32,
-    /// Auto: no new repetition of a (target, workload) once its samples took this
-    /// long together (warm-ups included) and one is kept, even before `reps`: a
-    /// slow target then gets fewer samples and says so with a lower level.
+    /// Auto: no repetition of a (target, workload) beyond `reps` once its samples
+    /// took this long together (warm-ups included); none at all, even before
+    /// `reps`, once they took `reps` times this long and one is kept: a slow
+    /// target then gets fewer samples and says so with a lower level.
     /// Default: 5 s with the quick preset, 30 min with the faithful one (whose
     /// single samples take up to 5 min).
     #[serde(default, rename = "max-time", skip_serializing_if = "Option::is_none")]
@@ -328,8 +329,8 @@ reps = 4
 discard = 1
 # auto = true: after `reps`, repeat each (target, workload) of the overhead step
 # until its ratio to native is known to ±precision at 95%, or until it has run
-# max-reps times or its samples took max-time together (this also cuts `reps`
-# short once one sample is kept). auto = false: exactly `reps`.
+# max-reps times or its samples took max-time together (reps × max-time cuts
+# `reps` short for a slow target, once one sample is kept). auto = false: exactly `reps`.
 auto = true
 precision = 0.03
 max-reps = {max_reps}

@@ -195,6 +195,28 @@ struct Cell {
     skip: Option<String>,
 }
 
+/// Whether a live cell gets another repetition. Fixed: exactly `reps`. Auto:
+/// none beyond `max-reps`; the first `reps` unless the cell already took `reps` ×
+/// `max-time` with a sample kept (a slow target gets fewer, said by its level);
+/// beyond `reps`, while it took less than `max-time` and `more()` (its ratio is
+/// not yet precise enough).
+fn wants_more(c: &Cell, r: &crate::plan::RunSection, more: impl FnOnce() -> bool) -> bool {
+    let max_time_s = r.max_time().get().as_secs_f64();
+    if !r.auto {
+        c.attempts < r.reps
+    } else if c.attempts >= r.max_reps {
+        false
+    } else if c.kept.is_empty() {
+        true
+    } else if c.time_s >= max_time_s * f64::from(r.reps.max(1)) {
+        false
+    } else if c.attempts < r.reps {
+        true
+    } else {
+        c.time_s < max_time_s && more()
+    }
+}
+
 /// Whether the `auto` rule has what it needs for a cell: its ratio to native's
 /// 95% interval (or, for native or without native, its median's) lies within
 /// ±`precision` at a level of at least 95%.
@@ -319,19 +341,8 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                             !precise(c, base.map(|n| &cells[wi][n]), r.precision)
                         }
                     };
-                    active[wi][ti] = dead[ti].is_none()
-                        && c.skip.is_none()
-                        && if !r.auto {
-                            c.attempts < r.reps
-                        } else if c.attempts >= r.max_reps {
-                            false
-                        } else if c.kept.is_empty() {
-                            true
-                        } else if c.time_s >= r.max_time().get().as_secs_f64() {
-                            false
-                        } else {
-                            c.attempts < r.reps || more()
-                        };
+                    active[wi][ti] =
+                        dead[ti].is_none() && c.skip.is_none() && wants_more(c, r, more);
                 }
             }
         }
@@ -497,6 +508,34 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slow_cells_get_fewer_repetitions_and_quick_ones_their_reps() {
+        let r = crate::plan::RunSection::default(); // auto, reps 4, 5 s quick
+        let cell = |attempts: u32, kept: usize, time_s: f64| Cell {
+            attempts,
+            kept: vec![1.0; kept],
+            time_s,
+            ..Default::default()
+        };
+        // A 3 s sample: its 4 repetitions all the same (12 s), then no more.
+        assert!(wants_more(&cell(3, 2, 9.0), &r, || false));
+        assert!(!wants_more(&cell(4, 3, 12.0), &r, || true));
+        // A 0.5 s sample: more while the ratio is imprecise, within 5 s and 8 reps.
+        assert!(wants_more(&cell(4, 3, 2.0), &r, || true));
+        assert!(!wants_more(&cell(4, 3, 2.0), &r, || false));
+        assert!(!wants_more(&cell(8, 7, 4.0), &r, || true));
+        // A 75 s sample (a compile under TCG): warm-up and one kept, then stop.
+        assert!(wants_more(&cell(1, 0, 75.0), &r, || true));
+        assert!(!wants_more(&cell(2, 1, 150.0), &r, || true));
+        // Fixed repetitions ignore the caps.
+        let fixed = crate::plan::RunSection {
+            auto: false,
+            ..Default::default()
+        };
+        assert!(wants_more(&cell(2, 1, 150.0), &fixed, || false));
+        assert!(!wants_more(&cell(4, 3, 1.0), &fixed, || true));
+    }
+
     use super::*;
 
     #[test]
