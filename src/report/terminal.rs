@@ -148,12 +148,13 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     let p = &run.plan.run;
     out.push_str(&format!(
         "\nmedian of the kept samples; ×ratio to native [distribution-free 95% interval], \
-         ≈ native when the interval holds 1; {}",
+         ≈ native when the interval holds 1;\n{}",
         if p.auto {
             format!(
-                "repeated until each ratio is known to ±{}% (at most {} repetitions or {} each)",
+                "repeated until each ratio is known to ±{}% (at most {} repetitions; beyond {}, at most {} each)",
                 p.precision * 100.0,
                 p.max_reps,
+                p.reps,
                 p.max_time()
             )
         } else {
@@ -161,7 +162,7 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
         }
     ));
     if !legend.is_empty() {
-        out.push_str(&format!("\n{}", legend.join("; ")));
+        out.push_str(&format!("\n{}", legend.join("\n")));
     }
     let lost: Vec<String> = run
         .targets
@@ -329,6 +330,10 @@ mod tests {
         let out = render_width(&run, 120);
         let table_end = out.find("\nmedian of the kept").unwrap();
         assert!(widest(&out[..table_end]) <= 120, "{out}");
+        // So do the legend's lines; only footnotes (long reasons) may be longer.
+        for line in out.lines().filter(|l| !l.starts_with('[')) {
+            assert!(line.chars().count() <= 120, "{line}");
+        }
         // The same reason is one footnote, referenced from both cells.
         assert_eq!(out.matches("DNR [2]").count(), 2, "{out}");
         assert!(out.contains(&format!("[2] target_failed: {long}")), "{out}");

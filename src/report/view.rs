@@ -692,11 +692,13 @@ impl<'a> View<'a> {
         let p = &self.run.plan.run;
         let reps = if p.auto {
             format!(
-                "repetitions: {} or more, until the ratio's 95% interval is within ±{}% (at most {} or {} per target and workload)",
+                "repetitions: {} or more, until the ratio's 95% interval is within ±{}% (at most {}, and none beyond {} once they took {} per target and workload; fewer for a target whose samples took {} together)",
                 p.reps,
                 p.precision * 100.0,
                 p.max_reps,
-                p.max_time()
+                p.reps,
+                p.max_time(),
+                crate::units::Dur(p.max_time().get() * p.reps.max(1))
             )
         } else {
             format!("{} repetitions", p.reps)
