@@ -8,11 +8,15 @@ set -euo pipefail
 #   targets: iproute2 (namespaces, veth, taps), crun, runc, runsc (gvisor), lxc,
 #   openssh (ssh: and its test), user-mode-linux (uml), qemu-system-x86 (qemu, from
 #   bookworm-backports on Debian 12), linux-image-cloud-amd64 (the QEMU guest kernel),
-#   e2fsprogs (scratch images); busybox-static and cpio for scripts/bench-startup.d
+#   e2fsprogs (scratch images); docker.io (docker, docker:runsc: virtmark starts a
+#   private dockerd of its own; a host daemon the package may start is never used),
+#   systemd-container (nspawn), podman (with crun and conmon);
+#   busybox-static and cpio for scripts/bench-startup.d
 #   report browser test and screenshots: chromium (headless), fonts-dejavu-core (chart text)
 pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc lxc
   openssh-server openssh-client user-mode-linux qemu-system-x86 linux-image-cloud-amd64
-  e2fsprogs busybox-static cpio chromium fonts-dejavu-core)
+  e2fsprogs docker.io systemd-container podman conmon busybox-static cpio chromium
+  fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -531,7 +531,10 @@ mod tests {
         fp.cgroup.pids_max = Some(4096);
         assert_eq!(refusal("fork", &ssh(None), Some(&fp)), None);
         // Other targets are never refused here.
-        assert_eq!(refusal("fork", &TargetKind::Ns, None), None);
+        assert_eq!(
+            refusal("fork", &crate::targets::parse("ns").unwrap(), None),
+            None
+        );
     }
 
     #[test]

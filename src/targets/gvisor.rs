@@ -16,10 +16,17 @@ use std::process::Command;
 use anyhow::Result;
 
 use super::oci::{self, SpecFlavor};
-use super::{cgroup, netns, Driver, Guard, Instance, StartEnv};
+use super::{cgroup, netns, tools, Driver, Family, Guard, Instance, StartEnv};
 
 /// The gVisor driver.
 pub struct Gvisor;
+
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["gvisor"],
+    not_default: &[],
+    make: |n| (n == "gvisor").then(|| Ok(Box::new(Gvisor) as Box<dyn Driver>)),
+};
 
 /// The platform used.
 pub const PLATFORM: &str = "ptrace";
@@ -29,8 +36,12 @@ impl Driver for Gvisor {
         "gvisor"
     }
 
+    fn class(&self) -> &'static str {
+        "application kernel (sandbox)"
+    }
+
     fn available(&self) -> Result<(), String> {
-        oci::check_command("runsc", "runsc")?;
+        tools::runs("runsc", "runsc")?;
         netns::check_available()?;
         cgroup::check_available()?;
         super::verify::proven(self.name(), &["runsc"], |env| self.start(env))

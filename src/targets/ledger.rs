@@ -60,13 +60,15 @@ pub enum Resource {
         /// Its start time (field 22 of /proc/PID/stat), to avoid killing a reused pid.
         start_time: u64,
     },
-    /// A container known to a runtime by name (crun, runc, runsc, lxc).
+    /// A container known to a runtime by name (crun, runc, runsc, lxc, docker).
     Container {
-        /// Runtime command (`crun`, `runc`, `runsc`, `lxc`).
+        /// Runtime command (`crun`, `runc`, `runsc`, `lxc`, `docker`).
         runtime: String,
         /// Container name or id.
         id: String,
-        /// Runtime state root (`--root`), when not the default.
+        /// Runtime state root (`--root`), when not the default; for `docker`,
+        /// the directory holding the socket (`docker.sock`) of the daemon
+        /// virtmark started.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         root: Option<PathBuf>,
     },
@@ -698,7 +700,10 @@ fn check_name(
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The runtimes a `container` entry may name.
-const RUNTIMES: &[&str] = &["crun", "runc", "runsc", "lxc"];
+/// The socket of a Docker daemon virtmark starts, in its `Container` root.
+pub const DOCKER_SOCKET: &str = "docker.sock";
+
+const RUNTIMES: &[&str] = &["crun", "runc", "runsc", "lxc", "docker"];
 
 /// `program` found on `PATH` (a name, never a path), as an absolute path to a
 /// file owned by root or the caller and writable by nobody else.
@@ -747,6 +752,9 @@ fn virtmark_program(name: &str) -> bool {
         || name.starts_with("lxc-")
         || name == "init.lxc"
         || name == "ssh"
+        || name == "docker"
+        || name == "dockerd"
+        || name == "systemd-nspawn"
 }
 
 /// Whether the process has ended and waits to be reaped.
@@ -958,6 +966,19 @@ fn remove_checked(res: &Resource, checked: &Checked) -> Result<()> {
                 let _ = run_quiet(program(1)?, &destroy);
                 if let Some(r) = root {
                     let _ = std::fs::remove_dir_all(r.join(id));
+                }
+                return Ok(());
+            }
+            if runtime == "docker" {
+                // Asked of the daemon virtmark started (its socket in `root`);
+                // when that daemon is gone, so is the container.
+                let Some(r) = root else {
+                    return Ok(());
+                };
+                let sock = r.join(DOCKER_SOCKET);
+                if sock.exists() {
+                    let host = format!("unix://{}", sock.display());
+                    let _ = run_quiet(program(0)?, &["-H", &host, "rm", "-f", id]);
                 }
                 return Ok(());
             }

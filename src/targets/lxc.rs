@@ -27,13 +27,12 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::ledger::Resource;
-use super::{netns, peer::PeerProcess, rootfs, toolchain, Driver, Guard, Instance, StartEnv};
+use super::{netns, peer, rootfs, toolchain, tools, Driver, Family, Guard, Instance, StartEnv};
 
 /// The LXC driver.
 pub struct Lxc;
@@ -41,29 +40,26 @@ pub struct Lxc;
 /// Processes a container may hold at once (bounds fork bombs).
 const PIDS_MAX: u32 = 4096;
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["lxc"],
+    not_default: &[],
+    make: |n| (n == "lxc").then(|| Ok(Box::new(Lxc) as Box<dyn Driver>)),
+};
 
 impl Driver for Lxc {
     fn name(&self) -> &str {
         "lxc"
     }
 
+    fn class(&self) -> &'static str {
+        "OS-level virtualization (LXC, the OpenVZ / VServer lineage)"
+    }
+
     fn available(&self) -> Result<(), String> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err("needs root (privileged LXC containers with cgroup limits)".into());
-        }
+        tools::need_root("privileged LXC containers with cgroup limits")?;
         for tool in ["lxc-execute", "lxc-stop"] {
-            if !have(tool) {
-                return Err(format!("{tool} is not installed (Debian package lxc)"));
-            }
+            tools::need(tool, "lxc")?;
         }
         if !Path::new("/proc/self/ns/cgroup").exists() {
             return Err("the kernel has no cgroup namespaces (needed by LXC)".into());
@@ -75,7 +71,7 @@ impl Driver for Lxc {
     fn start(&self, env: &StartEnv) -> Result<Instance> {
         // Finding the agent's libraries (ldd) overlaps with the ledger's flush.
         let exe = env.exe.to_path_buf();
-        let libs = std::thread::spawn(move || closure(&exe));
+        let libs = std::thread::spawn(move || rootfs::cached_closure(&exe));
         let mut guard = Guard::new(env.ledger.clone());
         // The agent answers EOF by exiting; init.lxc forwards SIGTERM: both are quick.
         guard.set_grace(Duration::from_secs(1));
@@ -110,7 +106,7 @@ impl Driver for Lxc {
         let files = libs
             .join()
             .map_err(|_| anyhow::anyhow!("finding the agent's libraries panicked"))??;
-        let mut mounts = build_root(&files, &root)?;
+        let mut mounts = rootfs::mount_point_root(&files, &root)?;
         if env.toolchain {
             let t = toolchain::HostToolchain::of_host();
             t.prepare_root(&root)?;
@@ -121,22 +117,12 @@ impl Driver for Lxc {
             );
         }
 
-        let mut peer = None;
         let net = match env.peer {
-            Some(_) => {
-                let pair = netns::veth_pair(&mut guard, &env.tag, env.index)?;
-                let log = env.log.with_file_name(format!("peer-lxc-{}.log", env.tag));
-                let p = PeerProcess::start(
-                    env.exe,
-                    &format!("{}:0", pair.peer_ip),
-                    &log,
-                    Some(&pair.peer_ns),
-                )?;
-                guard.ledger().record_process(p.pid())?;
-                peer = Some(p.addr.to_string());
-                guard.hold(p);
-                Some(pair)
-            }
+            Some(_) => Some(netns::veth_pair(&mut guard, &env.tag, env.index)?),
+            None => None,
+        };
+        let peer = match &net {
+            Some(pair) => peer::start_for(&mut guard, env, pair.peer_ip, &pair.peer_ns)?,
             None => None,
         };
 
@@ -170,16 +156,8 @@ impl Driver for Lxc {
         if let Some(pair) = &net {
             netns::spawn_in_netns(&mut cmd, &pair.target_ns)?;
         }
-        let mut child = cmd.spawn().context("starting lxc-execute")?;
-        let to_agent = child.stdin.take().context("lxc-execute stdin")?;
-        let from_agent = child.stdout.take().context("lxc-execute stdout")?;
-        guard.adopt(child)?;
-        Ok(Instance {
-            to_agent: Box::new(to_agent),
-            from_agent: Box::new(from_agent),
-            peer,
-            teardown: Box::new(guard),
-        })
+        let child = cmd.spawn().context("starting lxc-execute")?;
+        Instance::of_child(guard, child, peer)
     }
 }
 
@@ -199,60 +177,6 @@ pub fn lxc_execute(lxcpath: &Path, name: &str, conf: &Path) -> Command {
         .arg("-f")
         .arg(conf);
     cmd
-}
-
-/// The agent's closure (binary + interpreter + libraries), found once per binary.
-fn closure(exe: &Path) -> Result<Vec<PathBuf>> {
-    type Closure = (PathBuf, Vec<PathBuf>);
-    static CACHE: OnceLock<Mutex<Option<Closure>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(None));
-    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((p, files)) = c.as_ref() {
-        if p == exe {
-            return Ok(files.clone());
-        }
-    }
-    let files = rootfs::agent_closure(exe)?;
-    *c = Some((exe.to_path_buf(), files.clone()));
-    Ok(files)
-}
-
-/// Build the container's root in `root`: the directories a container needs and
-/// empty mount points for the agent (`/virtmark`) and its libraries, which are
-/// bind-mounted read-only (no copy; the container cannot write the host's
-/// files). A file whose path an LXC mount entry cannot hold (white space) is
-/// copied instead. Returns the (host path, path in the root) pairs to bind.
-fn build_root(files: &[PathBuf], root: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
-    for d in ["proc", "sys", "dev", "tmp", "scratch", "etc", "run"] {
-        std::fs::create_dir_all(root.join(d))
-            .with_context(|| format!("creating {}", root.join(d).display()))?;
-    }
-    let mut binds = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let inside = if i == 0 {
-            PathBuf::from("virtmark")
-        } else {
-            f.strip_prefix("/").unwrap_or(f).to_path_buf()
-        };
-        let dst = root.join(&inside);
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let plain = |p: &Path| {
-            p.to_str()
-                .is_some_and(|s| !s.chars().any(char::is_whitespace))
-        };
-        if plain(f) && plain(&inside) {
-            File::create(&dst)
-                .with_context(|| format!("creating mount point {}", dst.display()))?;
-            binds.push((f.clone(), inside));
-        } else {
-            std::fs::copy(f, &dst)
-                .with_context(|| format!("copying {} into {}", f.display(), root.display()))?;
-        }
-    }
-    Ok(binds)
 }
 
 /// What the configuration depends on.

@@ -13,6 +13,7 @@ use ledger::{Ledger, Resource};
 
 pub mod cache;
 pub mod cgroup;
+mod docker;
 pub mod elf;
 pub mod guest_init;
 mod gvisor;
@@ -22,70 +23,83 @@ pub mod lxc;
 mod native;
 pub mod netns;
 mod ns;
+mod nspawn;
 mod oci;
 pub mod peer;
+mod podman;
 pub mod pvh;
 pub mod qemu;
 pub mod rootfs;
 pub mod rtnl;
 pub mod ssh;
 pub mod toolchain;
+pub mod tools;
 pub mod uml;
 pub mod verify;
 
-/// A parsed target name.
+/// A parsed target name. The runner knows two targets by kind — the
+/// baseline, and ssh (whose peer it sets) — and every other one by name: the
+/// file that declares the name in [`REGISTRY`] makes its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// The agent as a child process of virtmark: the baseline.
     Native,
-    /// virtmark's own container: namespaces and cgroups made in-process.
-    Ns,
-    /// An OCI runtime (`crun`, `runc`) running a bundle virtmark generates.
-    Oci(oci::Runtime),
-    /// gVisor (`runsc`) running such a bundle.
-    Gvisor,
-    /// An LXC application container (`lxc-execute`).
-    Lxc,
     /// Any machine reachable over ssh (`ssh:[user@]host[:port]`).
     Ssh(ssh::SshTarget),
-    /// User-Mode Linux.
-    Uml,
-    /// QEMU with an accelerator (TCG, KVM, or KVM when it works).
-    Qemu(qemu::Accel),
+    /// Any other target, by the name a file of [`REGISTRY`] declares.
+    Local(String),
 }
+
+/// What one target file declares: the names it answers to and how to make the
+/// driver for one of them (its class, availability check and start are the
+/// driver's). A new technology is one new file and one line of [`REGISTRY`].
+pub struct Family {
+    /// Names in the order `virtmark targets` lists them; `<…>` marks a pattern
+    /// (`ssh:<host>`), never offered by default.
+    pub names: &'static [&'static str],
+    /// Names left out of the default target list: aliases of listed names,
+    /// targets too slow to run unasked.
+    pub not_default: &'static [&'static str],
+    /// The driver for `name`; `None` when the name is not this file's, `Err`
+    /// when it is but is malformed (`ssh:` with a bad host).
+    pub make: fn(name: &str) -> Option<Made>,
+}
+
+/// What a [`Family`] makes of a name that is its own: the driver, or why the
+/// name is malformed.
+pub type Made = Result<Box<dyn Driver>, String>;
+
+/// Every target file, in the order results are shown.
+pub const REGISTRY: &[&Family] = &[
+    &native::FAMILY,
+    &ns::FAMILY,
+    &oci::FAMILY,
+    &lxc::FAMILY,
+    &gvisor::FAMILY,
+    &uml::FAMILY,
+    &qemu::FAMILY,
+    &ssh::FAMILY,
+    &docker::FAMILY,
+    &nspawn::FAMILY,
+    &podman::FAMILY,
+];
 
 /// Every target name this build knows, for help and error messages.
 /// Names with `<…>` are patterns (`ssh:<host>`), never offered by default.
-pub const KNOWN: &[&str] = &[
-    "native",
-    "ns",
-    "oci:crun",
-    "oci:runc",
-    "lxc",
-    "gvisor",
-    "uml",
-    "qemu:tcg",
-    "qemu:kvm",
-    "qemu",
-    "ssh:<host>",
-];
+pub static KNOWN: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| REGISTRY.iter().flat_map(|f| f.names).copied().collect());
+
+fn make(name: &str) -> Option<Made> {
+    REGISTRY.iter().find_map(|f| (f.make)(name))
+}
 
 /// Parse a target name (`native`, …).
 pub fn parse(name: &str) -> Result<TargetKind, String> {
-    match name {
-        "native" => Ok(TargetKind::Native),
-        "ns" => Ok(TargetKind::Ns),
-        "oci:crun" => Ok(TargetKind::Oci(oci::Runtime::Crun)),
-        "oci:runc" => Ok(TargetKind::Oci(oci::Runtime::Runc)),
-        "gvisor" => Ok(TargetKind::Gvisor),
-        "lxc" => Ok(TargetKind::Lxc),
-        s if s.starts_with("ssh:") => ssh::SshTarget::parse(&s[4..]).map(TargetKind::Ssh),
-        "uml" => Ok(TargetKind::Uml),
-        "qemu:tcg" => Ok(TargetKind::Qemu(qemu::Accel::Tcg)),
-        "qemu:kvm" => Ok(TargetKind::Qemu(qemu::Accel::Kvm)),
-        "qemu" => Ok(TargetKind::Qemu(qemu::Accel::Auto)),
-        other => Err(format!(
-            "unknown target {other:?} (known: {})",
+    match make(name) {
+        Some(Ok(d)) => Ok(d.kind()),
+        Some(Err(e)) => Err(e),
+        None => Err(format!(
+            "unknown target {name:?} (known: {})",
             KNOWN.join(", ")
         )),
     }
@@ -93,18 +107,7 @@ pub fn parse(name: &str) -> Result<TargetKind, String> {
 
 /// The technology class of a target, in the seed taxonomy (White & Pilbeam).
 pub fn class_of(kind: &TargetKind) -> &'static str {
-    match kind {
-        TargetKind::Native => "none (baseline)",
-        TargetKind::Ns => "OS-level virtualization (namespaces + cgroups)",
-        TargetKind::Oci(_) => "OS-level virtualization (OCI container)",
-        TargetKind::Gvisor => "application kernel (sandbox)",
-        TargetKind::Lxc => "OS-level virtualization (LXC, the OpenVZ / VServer lineage)",
-        TargetKind::Ssh(_) => "whatever the remote host is (see its fingerprint)",
-        TargetKind::Uml => "paravirtualization (User-Mode Linux)",
-        TargetKind::Qemu(qemu::Accel::Tcg) => "emulation (QEMU TCG)",
-        TargetKind::Qemu(qemu::Accel::Kvm) => "hardware-assisted virtualization (QEMU/KVM)",
-        TargetKind::Qemu(qemu::Accel::Auto) => "QEMU: KVM when it can boot a guest, else TCG",
-    }
+    driver(kind).class()
 }
 
 /// What a driver needs to start an instance.
@@ -178,6 +181,53 @@ pub struct Instance {
     pub teardown: Box<dyn Teardown>,
 }
 
+impl Instance {
+    /// An instance whose agent speaks on `child`'s stdin and stdout; `guard`
+    /// adopts the child (stopped first at teardown) and removes the rest.
+    pub fn of_child(
+        mut guard: Guard,
+        mut child: Child,
+        peer: Option<String>,
+    ) -> anyhow::Result<Instance> {
+        let (to_agent, from_agent) = piped(&mut child)?;
+        guard.adopt(child)?;
+        Ok(Instance {
+            to_agent,
+            from_agent,
+            peer,
+            teardown: Box::new(guard),
+        })
+    }
+
+    /// Like [`Instance::of_child`] for a VM process, which gets a moment to
+    /// power off by itself before it is stopped ([`qemu::VmTeardown`]).
+    pub fn of_vm(guard: Guard, mut child: Child, peer: Option<String>) -> anyhow::Result<Instance> {
+        let (to_agent, from_agent) = piped(&mut child)?;
+        Ok(Instance {
+            to_agent,
+            from_agent,
+            peer,
+            teardown: Box::new(qemu::VmTeardown::new(child, guard)?),
+        })
+    }
+}
+
+type Pipes = (Box<dyn Write + Send>, Box<dyn Read + Send>);
+
+/// The piped stdin and stdout of `child`.
+fn piped(child: &mut Child) -> anyhow::Result<Pipes> {
+    use anyhow::Context;
+    let to = child
+        .stdin
+        .take()
+        .context("the agent's stdin is not piped")?;
+    let from = child
+        .stdout
+        .take()
+        .context("the agent's stdout is not piped")?;
+    Ok((Box::new(to), Box::new(from)))
+}
+
 /// Removes everything an instance created. Must be idempotent.
 pub trait Teardown: Send {
     /// Stop the instance and remove what it created.
@@ -188,6 +238,12 @@ pub trait Teardown: Send {
 pub trait Driver {
     /// Target name as written on the command line.
     fn name(&self) -> &str;
+    /// Its class in the survey's taxonomy (White & Pilbeam).
+    fn class(&self) -> &'static str;
+    /// The parsed name the runner keeps.
+    fn kind(&self) -> TargetKind {
+        TargetKind::Local(self.name().to_string())
+    }
     /// Whether it can run on this host; `Err` says exactly why not.
     fn available(&self) -> Result<(), String>;
     /// Provision an instance with the agent running in it.
@@ -198,23 +254,43 @@ pub trait Driver {
 pub fn driver(kind: &TargetKind) -> Box<dyn Driver> {
     match kind {
         TargetKind::Native => Box::new(native::Native),
-        TargetKind::Ns => Box::new(ns::Ns),
-        TargetKind::Oci(rt) => Box::new(oci::Oci(*rt)),
-        TargetKind::Gvisor => Box::new(gvisor::Gvisor),
-        TargetKind::Lxc => Box::new(lxc::Lxc),
         TargetKind::Ssh(t) => Box::new(ssh::Ssh(t.clone())),
-        TargetKind::Uml => Box::new(uml::Uml),
-        TargetKind::Qemu(accel) => Box::new(qemu::Qemu { accel: *accel }),
+        TargetKind::Local(name) => match make(name) {
+            Some(Ok(d)) => d,
+            Some(Err(why)) => Box::new(Unknown(name.clone(), why)),
+            None => Box::new(Unknown(name.clone(), format!("unknown target {name:?}"))),
+        },
     }
 }
 
-/// Every target available on this host, in the order results are shown.
+/// A name no file declares (a [`TargetKind::Local`] made by hand): never available.
+struct Unknown(String, String);
+
+impl Driver for Unknown {
+    fn name(&self) -> &str {
+        &self.0
+    }
+
+    fn class(&self) -> &'static str {
+        "unknown"
+    }
+
+    fn available(&self) -> Result<(), String> {
+        Err(self.1.clone())
+    }
+
+    fn start(&self, _: &StartEnv) -> anyhow::Result<Instance> {
+        anyhow::bail!("{}", self.1)
+    }
+}
+
+/// Every target available on this host, in the order results are shown: the
+/// default target list (aliases and very slow targets left out).
 pub fn available_targets() -> Vec<String> {
-    KNOWN
+    REGISTRY
         .iter()
+        .flat_map(|f| f.names.iter().filter(|n| !f.not_default.contains(n)))
         .filter(|n| !n.contains('<'))
-        // `qemu` is an alias of qemu:kvm or qemu:tcg, both listed already.
-        .filter(|n| **n != "qemu")
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()

@@ -8,14 +8,29 @@
 use anyhow::Context;
 
 use super::cgroup::{self, Limits};
-use super::{Driver, Guard, Instance, StartEnv};
+use super::{Driver, Family, Guard, Instance, StartEnv, TargetKind};
 
 /// The native driver.
 pub struct Native;
 
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["native"],
+    not_default: &[],
+    make: |n| (n == "native").then(|| Ok(Box::new(Native) as Box<dyn Driver>)),
+};
+
 impl Driver for Native {
     fn name(&self) -> &str {
         "native"
+    }
+
+    fn class(&self) -> &'static str {
+        "none (baseline)"
+    }
+
+    fn kind(&self) -> TargetKind {
+        TargetKind::Native
     }
 
     fn available(&self) -> Result<(), String> {
@@ -47,17 +62,9 @@ impl Driver for Native {
                 ),
             }
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .with_context(|| format!("starting agent {}", env.exe.display()))?;
-        let to_agent = child.stdin.take().context("agent stdin")?;
-        let from_agent = child.stdout.take().context("agent stdout")?;
-        guard.adopt(child)?;
-        Ok(Instance {
-            to_agent: Box::new(to_agent),
-            from_agent: Box::new(from_agent),
-            peer: env.peer.map(|p| p.to_string()),
-            teardown: Box::new(guard),
-        })
+        Instance::of_child(guard, child, env.peer.map(|p| p.to_string()))
     }
 }

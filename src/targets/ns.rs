@@ -19,11 +19,17 @@ use std::os::fd::AsRawFd;
 use anyhow::Context;
 
 use super::cgroup::{self, Limits};
-use super::peer::PeerProcess;
-use super::{netns, rtnl, Driver, Guard, Instance, StartEnv};
+use super::{netns, peer, rtnl, Driver, Family, Guard, Instance, StartEnv};
 
 /// The `ns` driver.
 pub struct Ns;
+
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["ns"],
+    not_default: &[],
+    make: |n| (n == "ns").then(|| Ok(Box::new(Ns) as Box<dyn Driver>)),
+};
 
 /// Host name inside the container.
 const HOSTNAME: &[u8] = b"virtmark-ns";
@@ -31,6 +37,10 @@ const HOSTNAME: &[u8] = b"virtmark-ns";
 impl Driver for Ns {
     fn name(&self) -> &str {
         "ns"
+    }
+
+    fn class(&self) -> &'static str {
+        "OS-level virtualization (namespaces + cgroups)"
     }
 
     fn available(&self) -> Result<(), String> {
@@ -53,16 +63,8 @@ impl Driver for Ns {
             None => (None, None),
             Some(_) => {
                 let pair = rtnl::veth_pair(&mut guard, &env.tag, env.index)?;
-                let p = PeerProcess::start(
-                    env.exe,
-                    &format!("{}:0", pair.peer_ip),
-                    &peer_log(&env.log),
-                    Some(&pair.peer_ns),
-                )?;
-                guard.ledger().record_process(p.pid())?;
-                let addr = p.addr.to_string();
-                guard.hold(p);
-                (Some(pair.target_ns), Some(addr))
+                let addr = peer::start_for(&mut guard, env, pair.peer_ip, &pair.peer_ns)?;
+                (Some(pair.target_ns), addr)
             }
         };
 
@@ -82,28 +84,11 @@ impl Driver for Ns {
                 });
             }
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .with_context(|| format!("starting agent {} in namespaces", env.exe.display()))?;
-        let to_agent = child.stdin.take().context("agent stdin")?;
-        let from_agent = child.stdout.take().context("agent stdout")?;
-        guard.adopt(child)?;
-        Ok(Instance {
-            to_agent: Box::new(to_agent),
-            from_agent: Box::new(from_agent),
-            peer,
-            teardown: Box::new(guard),
-        })
+        Instance::of_child(guard, child, peer)
     }
-}
-
-/// The peer's log next to the agent's (`agent-ns.log` → `peer-agent-ns.log`).
-pub fn peer_log(agent_log: &std::path::Path) -> std::path::PathBuf {
-    let name = agent_log
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "agent.log".into());
-    agent_log.with_file_name(format!("peer-{name}"))
 }
 
 fn check(r: nix::libc::c_int) -> std::io::Result<()> {

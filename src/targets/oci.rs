@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 use super::cgroup::{self, Limits};
 use super::ledger::Resource;
-use super::peer::PeerProcess;
-use super::{netns, rootfs, rtnl, toolchain, Driver, Guard, Instance, StartEnv};
+use super::{
+    netns, peer, rootfs, rtnl, toolchain, tools, Driver, Family, Guard, Instance, StartEnv,
+};
 
 /// Which OCI runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,20 +41,19 @@ impl Runtime {
 /// The OCI driver for one runtime.
 pub struct Oci(pub Runtime);
 
-/// Whether `cmd` runs (`cmd --version`); `Err` names the Debian package.
-pub fn check_command(cmd: &str, package: &str) -> Result<(), String> {
-    match Command::new(cmd)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("`{cmd} --version` failed ({s})")),
-        Err(_) => Err(format!("{cmd} is not installed (Debian package {package})")),
-    }
-}
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["oci:crun", "oci:runc"],
+    not_default: &[],
+    make: |n| {
+        let rt = match n {
+            "oci:crun" => Runtime::Crun,
+            "oci:runc" => Runtime::Runc,
+            _ => return None,
+        };
+        Some(Ok(Box::new(Oci(rt)) as Box<dyn Driver>))
+    },
+};
 
 /// Whether the host has cgroup v1 controllers and the v2 tree side by side,
 /// which crun refuses unless the v2 tree is hidden from it.
@@ -85,8 +85,12 @@ impl Driver for Oci {
         }
     }
 
+    fn class(&self) -> &'static str {
+        "OS-level virtualization (OCI container)"
+    }
+
     fn available(&self) -> Result<(), String> {
-        check_command(self.0.command(), self.0.command())?;
+        tools::runs(self.0.command(), self.0.command())?;
         netns::check_available()?;
         cgroup::check_available()
     }
@@ -112,8 +116,8 @@ impl Driver for Oci {
             .arg(&b.dir)
             .arg(&b.id)
             .current_dir(&b.dir);
-        let hide = if rt == Runtime::Crun && hybrid_cgroups() {
-            unified_mount().into_iter().collect()
+        let hide = if rt == Runtime::Crun {
+            crun_hides()
         } else {
             Vec::new()
         };
@@ -142,41 +146,6 @@ pub struct Bundle {
     pub peer: Option<String>,
 }
 
-/// Build the agent's root file system in `root`: hard links to the agent binary
-/// and its libraries when they are on the same file system (cheap, and the root
-/// is mounted read-only), else copies ([`rootfs::build_agent_root`]).
-pub fn link_agent_root(exe: &Path, root: &Path) -> Result<()> {
-    let files = rootfs::agent_closure(exe)?;
-    let mut linked = true;
-    for (i, f) in files.iter().enumerate() {
-        let src = std::fs::canonicalize(f).with_context(|| format!("resolving {}", f.display()))?;
-        let dst = if i == 0 {
-            root.join("virtmark")
-        } else {
-            root.join(f.strip_prefix("/").unwrap_or(f))
-        };
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        if std::fs::hard_link(&src, &dst).is_err() {
-            linked = false;
-            break;
-        }
-    }
-    if !linked {
-        std::fs::remove_dir_all(root).ok();
-        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-        rootfs::build_agent_root(exe, root)?;
-        return Ok(());
-    }
-    for d in ["proc", "sys", "dev", "tmp", "scratch", "etc", "run"] {
-        std::fs::create_dir_all(root.join(d))
-            .with_context(|| format!("creating {}", root.join(d).display()))?;
-    }
-    Ok(())
-}
-
 /// The limits of an instance.
 pub fn limits(env: &StartEnv) -> Limits {
     Limits::of(env)
@@ -200,7 +169,7 @@ pub fn prepare(
     for d in [&rootfs_dir, &state, &data] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    link_agent_root(env.exe, &rootfs_dir)?;
+    rootfs::link_agent_root(env.exe, &rootfs_dir)?;
     let tools = env.toolchain.then(toolchain::HostToolchain::of_host);
     if let Some(t) = &tools {
         t.prepare_root(&rootfs_dir)?;
@@ -215,20 +184,9 @@ pub fn prepare(
     } else {
         Some(rtnl::veth_pair(guard, &env.tag, env.index)?)
     };
-    let peer = match (env.peer, &pair) {
-        (Some(_), Some(pair)) => {
-            let p = PeerProcess::start(
-                env.exe,
-                &format!("{}:0", pair.peer_ip),
-                &super::ns::peer_log(&env.log),
-                Some(&pair.peer_ns),
-            )?;
-            guard.ledger().record_process(p.pid())?;
-            let addr = p.addr.to_string();
-            guard.hold(p);
-            Some(addr)
-        }
-        _ => None,
+    let peer = match &pair {
+        Some(pair) => peer::start_for(guard, env, pair.peer_ip, &pair.peer_ns)?,
+        None => None,
     };
 
     let id = format!("virtmark-{}", env.tag);
@@ -294,43 +252,7 @@ pub fn spawn_runtime(
         }
     }
     if !hide.is_empty() {
-        let points = hide
-            .into_iter()
-            .map(std::ffi::CString::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec: unshare(2) and mount(2) on C strings made
-        // before the fork; no allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                use nix::libc;
-                let ok = |r: libc::c_int| {
-                    if r < 0 {
-                        Err(std::io::Error::last_os_error())
-                    } else {
-                        Ok(())
-                    }
-                };
-                ok(libc::unshare(libc::CLONE_NEWNS))?;
-                ok(libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
-                for point in &points {
-                    ok(libc::mount(
-                        c"tmpfs".as_ptr(),
-                        point.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        0,
-                        std::ptr::null(),
-                    ))?;
-                }
-                Ok(())
-            });
-        }
+        private_tmpfs(&mut cmd, &hide)?;
     }
     guard.create(
         Resource::Container {
@@ -344,17 +266,63 @@ pub fn spawn_runtime(
         .with_context(|| format!("starting {runtime} (container {})", b.id))
 }
 
+/// Make `cmd` start in a private mount namespace (propagation private, so
+/// nothing it mounts reaches the host) with an empty tmpfs on each of `points`
+/// (directories that must exist): the v2 cgroup tree hidden from crun on a
+/// hybrid host, `/run` of a container engine that keeps state there.
+pub fn private_tmpfs(cmd: &mut Command, points: &[String]) -> Result<()> {
+    let points = points
+        .iter()
+        .map(|p| std::ffi::CString::new(p.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec: unshare(2) and mount(2) on C strings made
+    // before the fork; no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc;
+            let ok = |r: libc::c_int| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            ok(libc::unshare(libc::CLONE_NEWNS))?;
+            ok(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            for point in &points {
+                ok(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    point.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    c"mode=755".as_ptr().cast(),
+                ))?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The cgroup v2 mount point to hide from crun on a hybrid host, if any.
+pub fn crun_hides() -> Vec<String> {
+    if hybrid_cgroups() {
+        unified_mount().into_iter().collect()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Adopt the runtime process and hand out the agent's stdio.
-pub fn finish(mut guard: Guard, mut child: Child, peer: Option<String>) -> Result<Instance> {
-    let to_agent = child.stdin.take().context("agent stdin")?;
-    let from_agent = child.stdout.take().context("agent stdout")?;
-    guard.adopt(child)?;
-    Ok(Instance {
-        to_agent: Box::new(to_agent),
-        from_agent: Box::new(from_agent),
-        peer,
-        teardown: Box::new(guard),
-    })
+pub fn finish(guard: Guard, child: Child, peer: Option<String>) -> Result<Instance> {
+    Instance::of_child(guard, child, peer)
 }
 
 /// What `config.json` is made from.

@@ -74,3 +74,37 @@ impl Drop for PeerProcess {
         crate::sys::stop_child(&mut self.child, Duration::from_secs(2));
     }
 }
+
+/// The peer's log next to the agent's (`agent-ns.log` → `peer-agent-ns.log`).
+pub fn peer_log(agent_log: &Path) -> std::path::PathBuf {
+    let name = agent_log
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "agent.log".into());
+    agent_log.with_file_name(format!("peer-{name}"))
+}
+
+/// The peer of an instance, when the run has network workloads (`env.peer`):
+/// started listening on `ip` inside network namespace `netns` (the peer side
+/// of a pair virtmark made), recorded in the ledger and held by `guard` until
+/// teardown. Returns where the agent reaches it (`ip:port`).
+pub fn start_for(
+    guard: &mut crate::targets::Guard,
+    env: &crate::targets::StartEnv,
+    ip: std::net::Ipv4Addr,
+    netns: &str,
+) -> Result<Option<String>> {
+    if env.peer.is_none() {
+        return Ok(None);
+    }
+    let p = PeerProcess::start(
+        env.exe,
+        &format!("{ip}:0"),
+        &peer_log(&env.log),
+        Some(netns),
+    )?;
+    guard.ledger().record_process(p.pid())?;
+    let addr = p.addr.to_string();
+    guard.hold(p);
+    Ok(Some(addr))
+}

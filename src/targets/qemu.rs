@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::ledger::Resource;
-use super::peer::PeerProcess;
-use super::{initramfs, netns, Driver, Guard, Instance, StartEnv, Teardown};
+use super::{initramfs, netns, peer, tools, Driver, Family, Guard, Instance, StartEnv, Teardown};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -58,19 +57,6 @@ pub enum Accel {
 pub struct Qemu {
     /// Accelerator asked for.
     pub accel: Accel,
-}
-
-/// Whether `cmd` is an executable on `PATH`.
-pub fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| {
-            let f = d.join(cmd);
-            f.is_file()
-                && std::fs::metadata(&f).is_ok_and(|m| {
-                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-                })
-        })
-    })
 }
 
 /// The guest kernel: `$VIRTMARK_KERNEL`, else the newest `/boot/vmlinuz-*-cloud-amd64`.
@@ -289,14 +275,14 @@ pub const POWER_OFF_WAIT: Duration = Duration::from_secs(3);
 /// Teardown of a VM: give the guest a moment to power off by itself (the agent
 /// powers it off after `shutdown`), then stop the VM process (SIGTERM, SIGKILL)
 /// and remove everything else the guard holds.
-pub(super) struct VmTeardown {
+pub struct VmTeardown {
     child: Option<(std::process::Child, Resource)>,
     guard: Guard,
 }
 
 impl VmTeardown {
     /// Own the VM process `child` (recorded in the ledger now) and `guard`.
-    pub(super) fn new(child: std::process::Child, guard: Guard) -> Result<VmTeardown> {
+    pub fn new(child: std::process::Child, guard: Guard) -> Result<VmTeardown> {
         let res = guard.ledger().record_process(child.id())?;
         Ok(VmTeardown {
             child: Some((child, res)),
@@ -425,26 +411,38 @@ pub fn mib(bytes: u64) -> u64 {
     (bytes >> 20).max(128)
 }
 
-/// Start the peer inside the VM's namespace when the run has network workloads.
-pub(super) fn start_peer(
-    guard: &mut Guard,
-    env: &StartEnv,
-    site: &netns::TapSite,
-) -> Result<Option<String>> {
-    if env.peer.is_none() {
-        return Ok(None);
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["qemu:tcg", "qemu:kvm", "qemu"],
+    // `qemu` is an alias of qemu:kvm or qemu:tcg, both listed already.
+    not_default: &["qemu"],
+    make: |n| {
+        let accel = match n {
+            "qemu:tcg" => Accel::Tcg,
+            "qemu:kvm" => Accel::Kvm,
+            "qemu" => Accel::Auto,
+            _ => return None,
+        };
+        Some(Ok(Box::new(Qemu { accel }) as Box<dyn Driver>))
+    },
+};
+
+/// The checks every VM driver booting the guest kernel makes: `mkfs.ext4`
+/// (scratch images), network namespaces, the guest kernel and its modules.
+/// Returns the kernel.
+pub fn check_guest_kernel() -> Result<PathBuf, String> {
+    tools::need("mkfs.ext4", "e2fsprogs")?;
+    netns::check_available()?;
+    let k = kernel()?;
+    let m = initramfs::module_root_for(&k);
+    if !m.join("modules.dep").is_file() {
+        return Err(format!(
+            "the modules of the guest kernel {} are missing ({}/modules.dep)",
+            k.display(),
+            m.display()
+        ));
     }
-    let log = env.log.with_extension("peer.log");
-    let peer = PeerProcess::start(
-        env.exe,
-        &format!("{}:0", site.peer_ip),
-        &log,
-        Some(&site.ns),
-    )?;
-    guard.ledger().record_process(peer.pid())?;
-    let addr = peer.addr.to_string();
-    guard.hold(peer);
-    Ok(Some(addr))
+    Ok(k)
 }
 
 impl Driver for Qemu {
@@ -456,26 +454,20 @@ impl Driver for Qemu {
         }
     }
 
+    fn class(&self) -> &'static str {
+        match self.accel {
+            Accel::Tcg => "emulation (QEMU TCG)",
+            Accel::Kvm => "hardware-assisted virtualization (QEMU/KVM)",
+            Accel::Auto => "QEMU: KVM when it can boot a guest, else TCG",
+        }
+    }
+
     fn available(&self) -> Result<(), String> {
-        if !on_path(QEMU) {
-            return Err(format!(
-                "{QEMU} is not installed (Debian package qemu-system-x86, from \
-                 bookworm-backports on Debian 12)"
-            ));
-        }
-        if !on_path("mkfs.ext4") {
-            return Err("mkfs.ext4 is not installed (Debian package e2fsprogs)".into());
-        }
-        netns::check_available()?;
-        let k = kernel()?;
-        let m = initramfs::module_root_for(&k);
-        if !m.join("modules.dep").is_file() {
-            return Err(format!(
-                "the modules of the guest kernel {} are missing ({}/modules.dep)",
-                k.display(),
-                m.display()
-            ));
-        }
+        tools::need(
+            QEMU,
+            "qemu-system-x86, from bookworm-backports on Debian 12",
+        )?;
+        let k = check_guest_kernel()?;
         if self.accel == Accel::Kvm {
             kvm_verdict().clone()?;
         }
@@ -519,7 +511,7 @@ impl Driver for Qemu {
             None => None,
         };
         let peer = match &site {
-            Some(site) => start_peer(&mut guard, env, site)?,
+            Some(site) => peer::start_for(&mut guard, env, site.peer_ip, &site.ns)?,
             None => None,
         };
         phases.mark("network");
@@ -608,16 +600,8 @@ impl Driver for Qemu {
         if let Some(cpus) = &env.cpuset {
             crate::sys::pin_to(&mut cmd, cpus)?;
         }
-        let mut child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
-        let to_agent = child.stdin.take().context("qemu stdin")?;
-        let from_agent = child.stdout.take().context("qemu stdout")?;
-        let teardown = VmTeardown::new(child, guard)?;
-        Ok(Instance {
-            to_agent: Box::new(to_agent),
-            from_agent: Box::new(from_agent),
-            peer,
-            teardown: Box::new(teardown),
-        })
+        let child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
+        Instance::of_vm(guard, child, peer)
     }
 }
 

@@ -88,11 +88,104 @@ pub fn build_agent_root(exe: &Path, root: &Path) -> Result<PathBuf> {
     copy_into(root, &files[1..])?;
     std::fs::copy(exe, root.join("virtmark"))
         .with_context(|| format!("copying the agent into {}", root.display()))?;
-    for d in ["proc", "sys", "dev", "tmp", "scratch", "etc", "run"] {
+    skeleton(root)?;
+    Ok(PathBuf::from("/virtmark"))
+}
+
+/// The directories a container runtime expects in a root (mount points).
+pub const SKELETON: &[&str] = &["proc", "sys", "dev", "tmp", "scratch", "etc", "run"];
+
+/// Create [`SKELETON`] in `root`.
+pub fn skeleton(root: &Path) -> Result<()> {
+    for d in SKELETON {
         std::fs::create_dir_all(root.join(d))
             .with_context(|| format!("creating {}", root.join(d).display()))?;
     }
-    Ok(PathBuf::from("/virtmark"))
+    Ok(())
+}
+
+/// Build the agent's root file system in `root`: hard links to the agent binary
+/// and its libraries when they are on the same file system (cheap, and the root
+/// is mounted read-only), else copies ([`build_agent_root`]).
+pub fn link_agent_root(exe: &Path, root: &Path) -> Result<()> {
+    let files = agent_closure(exe)?;
+    let mut linked = true;
+    for (i, f) in files.iter().enumerate() {
+        let src = std::fs::canonicalize(f).with_context(|| format!("resolving {}", f.display()))?;
+        let dst = if i == 0 {
+            root.join("virtmark")
+        } else {
+            root.join(f.strip_prefix("/").unwrap_or(f))
+        };
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        if std::fs::hard_link(&src, &dst).is_err() {
+            linked = false;
+            break;
+        }
+    }
+    if !linked {
+        std::fs::remove_dir_all(root).ok();
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        build_agent_root(exe, root)?;
+        return Ok(());
+    }
+    skeleton(root)
+}
+
+/// Build a root in `root` whose agent and libraries are bind-mounted read-only
+/// by the runtime (no copy; the container cannot write the host's files): the
+/// directories a container needs and an empty mount point for each of `files`
+/// (the agent's closure, binary first, which goes to `/virtmark`). A file whose
+/// path a runtime's mount entry cannot hold (white space) is copied instead.
+/// Returns the (host path, path in the root) pairs to bind.
+pub fn mount_point_root(files: &[PathBuf], root: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    skeleton(root)?;
+    let mut binds = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let inside = if i == 0 {
+            PathBuf::from("virtmark")
+        } else {
+            f.strip_prefix("/").unwrap_or(f).to_path_buf()
+        };
+        let dst = root.join(&inside);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let plain = |p: &Path| {
+            p.to_str()
+                .is_some_and(|s| !s.chars().any(char::is_whitespace))
+        };
+        if plain(f) && plain(&inside) {
+            std::fs::File::create(&dst)
+                .with_context(|| format!("creating mount point {}", dst.display()))?;
+            binds.push((f.clone(), inside));
+        } else {
+            std::fs::copy(f, &dst)
+                .with_context(|| format!("copying {} into {}", f.display(), root.display()))?;
+        }
+    }
+    Ok(binds)
+}
+
+/// [`agent_closure`], found once per binary per process.
+pub fn cached_closure(exe: &Path) -> Result<Vec<PathBuf>> {
+    use std::sync::{Mutex, OnceLock};
+    type Closure = (PathBuf, Vec<PathBuf>);
+    static CACHE: OnceLock<Mutex<Option<Closure>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(None));
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((p, files)) = c.as_ref() {
+        if p == exe {
+            return Ok(files.clone());
+        }
+    }
+    let files = agent_closure(exe)?;
+    *c = Some((exe.to_path_buf(), files.clone()));
+    Ok(files)
 }
 
 #[cfg(test)]

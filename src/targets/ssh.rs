@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{Driver, Guard, Instance, StartEnv};
+use super::{Driver, Family, Guard, Instance, StartEnv, TargetKind};
 
 /// Where an ssh target is: `[user@]host[:port]`, and an optional peer address
 /// the remote host uses instead of the tunnel (`run --peer`).
@@ -230,9 +230,27 @@ fn local_uname() -> String {
     format!("Linux {arch}")
 }
 
+/// Its names: `ssh:` followed by a host.
+pub const FAMILY: Family = Family {
+    names: &["ssh:<host>"],
+    not_default: &[],
+    make: |n| {
+        let spec = n.strip_prefix("ssh:")?;
+        Some(SshTarget::parse(spec).map(|t| Box::new(Ssh(t)) as Box<dyn Driver>))
+    },
+};
+
 impl Driver for Ssh {
     fn name(&self) -> &str {
         "ssh"
+    }
+
+    fn class(&self) -> &'static str {
+        "whatever the remote host is (see its fingerprint)"
+    }
+
+    fn kind(&self) -> TargetKind {
+        TargetKind::Ssh(self.0.clone())
     }
 
     fn available(&self) -> Result<(), String> {
@@ -403,16 +421,8 @@ impl Driver for Ssh {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(errlog));
         crate::sys::die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().context("starting the remote agent over ssh")?;
-        let to_agent = child.stdin.take().context("ssh stdin")?;
-        let from_agent = child.stdout.take().context("ssh stdout")?;
-        guard.adopt(child)?;
-        Ok(Instance {
-            to_agent: Box::new(to_agent),
-            from_agent: Box::new(from_agent),
-            peer,
-            teardown: Box::new(guard),
-        })
+        let child = cmd.spawn().context("starting the remote agent over ssh")?;
+        Instance::of_child(guard, child, peer)
     }
 }
 

@@ -320,3 +320,94 @@ pub fn build_runs_in(targets: &[&str], timeout: Duration) {
     }
     assert_nothing_left(j["run_id"].as_str().expect("run id"));
 }
+
+/// `virtmark run -t TARGET -w WORKLOAD` with two short repetitions: each gives
+/// a positive result, no failure is recorded, the start-up was measured, and
+/// nothing of the run remains afterwards. Returns the results.
+pub fn one_workload_leaves_nothing(
+    target: &str,
+    workload: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd(&[
+            "run",
+            "-t",
+            target,
+            "-w",
+            workload,
+            "--reps",
+            "2",
+            "--duration",
+            "300ms",
+            "--out",
+            "out",
+        ])
+        .env("VIRTMARK_REGISTRY", sb.path().join("registry"))
+        .timeout(timeout)
+        .output()
+        .expect("virtmark runs");
+    assert!(
+        out.status.success(),
+        "{target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results_json(&sb.run_dir("out"));
+    assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{r:#}");
+    let samples = r["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 2, "{r:#}");
+    assert!(
+        samples
+            .iter()
+            .all(|s| s["target"] == target && s["metrics"][0]["value"].as_f64() > Some(0.0)),
+        "{r:#}"
+    );
+    assert_eq!(r["targets"][0]["name"], target);
+    assert!(r["targets"][0]["startup_s"]
+        .as_f64()
+        .is_some_and(|s| s > 0.0));
+    assert_nothing_left(r["run_id"].as_str().expect("run id"));
+    r
+}
+
+/// Start a run on `target`, SIGKILL virtmark once its ledger holds `marker`
+/// (the entry of the agent's container or process) and a moment has passed,
+/// then `virtmark cleanup`: nothing of the run may remain.
+pub fn killed_then_cleaned_up(target: &str, marker: &str, timeout: Duration) {
+    let sb = Sandbox::new();
+    let registry = sb.path().join("registry");
+    let mut child = sb
+        .background_run(target, "dd-zero", "4", "2s")
+        .env("VIRTMARK_REGISTRY", &registry)
+        .spawn()
+        .expect("virtmark run");
+    let deadline = Instant::now() + timeout;
+    let ledger: PathBuf = loop {
+        let found = std::fs::read_dir(sb.path().join("out"))
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("ledger.jsonl"))
+            .filter(|l| std::fs::read_to_string(l).is_ok_and(|t| t.contains(marker)));
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "{target} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().expect("SIGKILL virtmark");
+    child.wait().expect("reap virtmark");
+    let run_id = ledger
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("run id");
+    sb.cmd(&["cleanup"])
+        .env("VIRTMARK_REGISTRY", &registry)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    assert_nothing_left(&run_id);
+}

@@ -31,16 +31,22 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::ledger::Resource;
-use super::qemu::{
-    mib, on_path, scratch_image, start_peer, Phases, VmTeardown, SCRATCH_IMAGE_BYTES,
-};
-use super::{netns, Driver, Guard, Instance, StartEnv};
+use super::qemu::{mib, scratch_image, Phases, VmTeardown, SCRATCH_IMAGE_BYTES};
+use super::tools::on_path;
+use super::{netns, peer, Driver, Family, Guard, Instance, StartEnv};
 
 /// The UML kernel binary.
 pub const LINUX: &str = "linux";
 
 /// The UML driver.
 pub struct Uml;
+
+/// Its names.
+pub const FAMILY: Family = Family {
+    names: &["uml"],
+    not_default: &[],
+    make: |n| (n == "uml").then(|| Ok(Box::new(Uml) as Box<dyn Driver>)),
+};
 
 /// The FP-state mediator (`fpshim.c`, built by `build.rs`).
 const FPSHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uml_fpshim.so"));
@@ -100,6 +106,10 @@ impl Driver for Uml {
         "uml"
     }
 
+    fn class(&self) -> &'static str {
+        "paravirtualization (User-Mode Linux)"
+    }
+
     fn available(&self) -> Result<(), String> {
         if !on_path(LINUX) {
             return Err(
@@ -136,7 +146,7 @@ impl Driver for Uml {
         scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
         phases.mark("scratch image");
         let site = netns::tap_site(&mut guard, &env.tag, env.index)?;
-        let peer = start_peer(&mut guard, env, &site)?;
+        let peer = peer::start_for(&mut guard, env, site.peer_ip, &site.ns)?;
         phases.mark("network");
 
         let cg = own_cgroup2()?.join(format!("virtmark-{}", env.tag));
