@@ -60,3 +60,11 @@ fn docker_killed_then_cleaned_up() {
     common::killed_then_cleaned_up("docker", "\"runtime\":\"docker\"", Duration::from_secs(60));
     host_run_untouched();
 }
+
+#[test]
+fn build_compiles_with_the_hosts_toolchain_in_docker() {
+    if common::skip_or_require("docker") {
+        return;
+    }
+    common::build_runs_in(&["docker"], Duration::from_secs(120));
+}

@@ -36,3 +36,11 @@ fn nspawn_killed_then_cleaned_up() {
     }
     common::killed_then_cleaned_up("nspawn", "\"kind\":\"process\"", Duration::from_secs(60));
 }
+
+#[test]
+fn build_compiles_with_the_hosts_toolchain_in_nspawn() {
+    if common::skip_or_require("nspawn") {
+        return;
+    }
+    common::build_runs_in(&["nspawn"], Duration::from_secs(60));
+}

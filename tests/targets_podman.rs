@@ -55,3 +55,11 @@ fn podman_killed_then_cleaned_up() {
     common::killed_then_cleaned_up("podman", "\"kind\":\"process\"", Duration::from_secs(60));
     host_state_untouched();
 }
+
+#[test]
+fn build_compiles_with_the_hosts_toolchain_in_podman() {
+    if common::skip_or_require("podman") {
+        return;
+    }
+    common::build_runs_in(&["podman"], Duration::from_secs(60));
+}

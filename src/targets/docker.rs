@@ -345,6 +345,10 @@ fn agent_tarball(env: &StartEnv, base: &Path) -> Result<PathBuf> {
     let build = |out: &Path, root: &Path, toolchain: bool| -> Result<()> {
         rootfs::link_agent_root(env.exe, root)?;
         if toolchain {
+            // `/sbin` a directory of the image's own, not the merged-/usr link
+            // into the host's read-only /usr: Docker binds its init at
+            // /sbin/docker-init.
+            std::fs::create_dir_all(root.join("sbin")).context("creating /sbin in the root")?;
             toolchain::HostToolchain::of_host().prepare_root(root)?;
         }
         let st = Command::new("tar")
