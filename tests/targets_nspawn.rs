@@ -7,6 +7,19 @@ mod common;
 
 use std::time::Duration;
 
+/// nspawn's per-machine state stays in its own `/run`.
+fn no_machine_state_on_the_host() {
+    let left: Vec<String> = std::fs::read_dir("/run/systemd/nspawn/propagate")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("virtmark-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nspawn state left on the host: {left:?}");
+}
+
 #[test]
 fn nspawn_runs_dd_zero_and_leaves_nothing() {
     if common::skip_or_require("nspawn") {
@@ -19,6 +32,7 @@ fn nspawn_runs_dd_zero_and_leaves_nothing() {
         Some(2u64 << 30),
         "{fp:#}"
     );
+    no_machine_state_on_the_host();
 }
 
 #[test]
@@ -35,6 +49,7 @@ fn nspawn_killed_then_cleaned_up() {
         return;
     }
     common::killed_then_cleaned_up("nspawn", "\"kind\":\"process\"", Duration::from_secs(60));
+    no_machine_state_on_the_host();
 }
 
 #[test]

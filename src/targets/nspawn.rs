@@ -12,8 +12,11 @@
 //!   PID 2 (it is not written to be an init);
 //! - `--console=pipe`: the agent's stdin and stdout are nspawn's;
 //! - network: `--private-network` (loopback only) without network workloads;
-//!   with them, `--network-namespace-path` joins virtmark's target namespace of
-//!   a veth pair whose other end holds the peer;
+//!   with them, nspawn is started in virtmark's target namespace of a veth
+//!   pair whose other end holds the peer, and the container shares it;
+//! - nspawn runs in a private mount namespace with a tmpfs on `/run`: its
+//!   per-machine state (`/run/systemd/nspawn`), which it cannot remove on a
+//!   `/run` that is not a tmpfs and which a killed nspawn leaves, stays there;
 //! - scratch: the instance's host directory bound at `/scratch`.
 
 use std::path::Path;
@@ -23,7 +26,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::cgroup::{self, Limits};
-use super::{netns, peer, rootfs, toolchain, tools, Driver, Family, Guard, Instance, StartEnv};
+use super::{
+    netns, oci, peer, rootfs, toolchain, tools, Driver, Family, Guard, Instance, StartEnv,
+};
 
 /// The systemd-nspawn driver.
 pub struct Nspawn;
@@ -87,9 +92,7 @@ impl Driver for Nspawn {
             &root,
             &data,
             &format!("virtmark-{}", env.tag),
-            pair.as_ref()
-                .map(|p| Path::new("/run/netns").join(&p.target_ns))
-                .as_deref(),
+            pair.is_none(),
             tools
                 .as_ref()
                 .map(|t| t.dirs.as_slice())
@@ -115,6 +118,13 @@ impl Driver for Nspawn {
                 cmd.pre_exec(move || cgroup::join_all(&procs));
             }
         }
+        if let Some(p) = &pair {
+            netns::spawn_in_netns(&mut cmd, &p.target_ns)?;
+        }
+        // nspawn keeps per-machine state under /run/systemd/nspawn, which it
+        // cannot remove on a /run that is not a tmpfs, and which a killed
+        // nspawn leaves behind: a tmpfs of its own mount namespace holds it.
+        oci::private_tmpfs(&mut cmd, &["/run".to_string()])?;
         let child = cmd.spawn().context("starting systemd-nspawn")?;
         Instance::of_child(guard, child, peer)
     }
@@ -125,7 +135,7 @@ fn args(
     root: &Path,
     data: &Path,
     machine: &str,
-    netns: Option<&Path>,
+    private_network: bool,
     ro_binds: &[std::path::PathBuf],
 ) -> Vec<String> {
     let mut a: Vec<String> = [
@@ -149,9 +159,8 @@ fn args(
     for d in ro_binds {
         a.push(format!("--bind-ro={}", d.display()));
     }
-    match netns {
-        Some(p) => a.push(format!("--network-namespace-path={}", p.display())),
-        None => a.push("--private-network".into()),
+    if private_network {
+        a.push("--private-network".into());
     }
     a.extend(["/virtmark", "agent", "--scratch", "/scratch"].map(String::from));
     a
@@ -167,7 +176,7 @@ mod tests {
             Path::new("/s/root"),
             Path::new("/s/data"),
             "virtmark-x",
-            None,
+            true,
             &[],
         );
         for want in [
@@ -184,14 +193,7 @@ mod tests {
             a[a.len() - 4..],
             ["/virtmark", "agent", "--scratch", "/scratch"]
         );
-        let n = args(
-            Path::new("/r"),
-            Path::new("/d"),
-            "m",
-            Some(Path::new("/run/netns/virtmark-x-t")),
-            &[],
-        );
-        assert!(n.contains(&"--network-namespace-path=/run/netns/virtmark-x-t".to_string()));
+        let n = args(Path::new("/r"), Path::new("/d"), "m", false, &[]);
         assert!(!n.contains(&"--private-network".to_string()));
     }
 }
