@@ -343,7 +343,10 @@ fn ping(sock: &Path) -> bool {
 /// compiles (then built in `base`).
 fn agent_tarball(env: &StartEnv, base: &Path) -> Result<PathBuf> {
     let build = |out: &Path, root: &Path, toolchain: bool| -> Result<()> {
-        rootfs::link_agent_root(env.exe, root)?;
+        // Copies, not hard links: a link made to the agent's inode while tar
+        // reads it (another instance's root) changes its ctime, and GNU tar
+        // then fails with "file changed as we read it".
+        rootfs::build_agent_root(env.exe, root)?;
         if toolchain {
             // `/sbin` a directory of the image's own, not the merged-/usr link
             // into the host's read-only /usr: Docker binds its init at
