@@ -38,6 +38,19 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// No limit at all, every CPU, but a CPU share of its own: the group of a
+    /// runtime's daemon (dockerd, podman), whose containers' groups inside it
+    /// carry the instance's limits.
+    pub fn host_wide() -> Limits {
+        Limits {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pinned: None,
+            memory: None,
+            pids: None,
+            cpu_share: true,
+        }
+    }
+
     /// The limits of an instance: its CPUs, its pinning, its memory and the task
     /// limit, or no memory and task limits when the run lifts them.
     pub fn of(env: &super::StartEnv) -> Limits {

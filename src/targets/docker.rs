@@ -136,18 +136,7 @@ impl Driver for Docker {
         // It joins every controller's hierarchy (no limits: those are the
         // container's), so that the containers' cgroups, relative to the
         // daemon's, are inside it.
-        let all_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cg = cgroup::create(
-            &mut guard,
-            &format!("{}d", env.tag),
-            &Limits {
-                cpus: all_cpus,
-                pinned: None,
-                memory: None,
-                pids: None,
-                cpu_share: true,
-            },
-        )?;
+        let cg = cgroup::create(&mut guard, &format!("{}d", env.tag), &Limits::host_wide())?;
         // `…/docker/<id>`, as under Docker's default parent, which is how a
         // process inside knows it is in a Docker container.
         let cg_own = format!("virtmark-dk-{}", env.tag);

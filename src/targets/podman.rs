@@ -100,18 +100,7 @@ impl Driver for Podman {
         }
 
         // podman and conmon: in a cgroup of virtmark's, every hierarchy.
-        let all_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let own = cgroup::create(
-            &mut guard,
-            &format!("{}p", env.tag),
-            &Limits {
-                cpus: all_cpus,
-                pinned: None,
-                memory: None,
-                pids: None,
-                cpu_share: true,
-            },
-        )?;
+        let own = cgroup::create(&mut guard, &format!("{}p", env.tag), &Limits::host_wide())?;
         // The container's: `/<parent>/libpod-<id>` in every hierarchy crun sees.
         let parent = format!("virtmark-pd-{}", env.tag);
         let hidden = oci::crun_hides();
