@@ -14,6 +14,7 @@ pub mod fingerprint;
 pub mod fuzzing;
 pub mod peer;
 pub mod plan;
+pub mod probes;
 pub mod protocol;
 pub mod recommend;
 pub mod report;

@@ -1,6 +1,12 @@
 use clap::Parser;
 
 fn main() {
+    // What the fork-exec probe executes: exit at once, before any parsing.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(virtmark::probes::EXEC_MODE))
+    {
+        return;
+    }
     let cli = virtmark::cli::Cli::parse();
     if let Err(err) = virtmark::cli::run(cli) {
         // A closed pipe (`virtmark history | head`) is not an error worth a message.

@@ -41,6 +41,8 @@ pub enum Class {
     Network,
     /// A whole application (compression, database, build, file sync).
     Application,
+    /// A probe of one primitive ([`crate::probes`]), not a workload of the suite.
+    Probe,
 }
 
 impl Class {
@@ -52,6 +54,7 @@ impl Class {
             Class::Disk => "disk",
             Class::Network => "network",
             Class::Application => "application",
+            Class::Probe => "probe",
         }
     }
 }
@@ -466,10 +469,11 @@ pub static ALL: &[&Workload] = &[
 /// Workloads of the other steps, not in the default overhead suite.
 pub static STEP_WORKLOADS: &[&Workload] = &[&paced::RR_PACED];
 
-/// Look a workload up by name (suite and step workloads).
+/// Look a workload up by name (suite and step workloads, and probes).
 pub fn find(name: &str) -> Option<&'static Workload> {
     ALL.iter()
         .chain(STEP_WORKLOADS.iter())
+        .chain(crate::probes::ALL.iter())
         .copied()
         .find(|w| w.name == name)
 }

@@ -1,0 +1,413 @@
+//! Process, thread and communication probes: context switch, futex wake-up,
+//! signal delivery, fork, fork+exec, pipe and loopback TCP round trips.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::libc;
+
+use super::{budget, last_os_error, outcome, timed};
+use crate::workloads::{Ctx, IoContext, Outcome, WorkloadError};
+
+/// A pipe, both ends closed on drop unless taken.
+struct Pipe {
+    r: RawFd,
+    w: RawFd,
+}
+
+impl Pipe {
+    fn new() -> Result<Pipe, WorkloadError> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(last_os_error("pipe"));
+        }
+        Ok(Pipe {
+            r: fds[0],
+            w: fds[1],
+        })
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        for fd in [self.r, self.w] {
+            if fd >= 0 {
+                // SAFETY: descriptors this Pipe owns, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+/// Write one byte to `w` and read one from `r`; false on end of file or error.
+fn pass(w: RawFd, r: RawFd) -> bool {
+    let mut b = [1u8];
+    // SAFETY: one byte from/to a valid one-byte buffer on descriptors held open
+    // by the caller.
+    unsafe {
+        libc::write(w, b.as_ptr().cast(), 1) == 1 && libc::read(r, b.as_mut_ptr().cast(), 1) == 1
+    }
+}
+
+/// Wait for `pid` and check that it exited with status 0.
+fn reap(pid: libc::pid_t, what: &str) -> Result<(), WorkloadError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child; `status` is valid and writable.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Err(last_os_error(&format!("waiting for the {what} child")));
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(WorkloadError::Failed(format!(
+            "the {what} child ended with wait status {status:#x}"
+        )))
+    }
+}
+
+/// Fork a child that echoes bytes from `a` to `b` until end of file, then exits.
+fn fork_echo(a: &Pipe, b: &Pipe) -> Result<libc::pid_t, WorkloadError> {
+    // SAFETY: the child only makes async-signal-safe calls (read, write, _exit)
+    // on descriptors it inherited; it never returns into Rust code.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(last_os_error("fork")),
+        0 => {
+            let mut byte = [0u8];
+            // SAFETY: child side, see above.
+            unsafe {
+                libc::close(a.w);
+                libc::close(b.r);
+                while libc::read(a.r, byte.as_mut_ptr().cast(), 1) == 1 {
+                    if libc::write(b.w, byte.as_ptr().cast(), 1) != 1 {
+                        break;
+                    }
+                }
+                libc::_exit(0)
+            }
+        }
+        pid => Ok(pid),
+    }
+}
+
+/// Ping-pong a byte through two pipes with a forked child for the budget: the
+/// number of round trips and their time.
+fn ping_pong(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
+    let mut a = Pipe::new()?;
+    let mut b = Pipe::new()?;
+    let pid = fork_echo(&a, &b)?;
+    // SAFETY: the parent's copies of the child's ends, closed once (marked -1).
+    unsafe {
+        libc::close(a.r);
+        libc::close(b.w);
+    }
+    a.r = -1;
+    b.w = -1;
+    let result = timed(budget, 100, || {
+        if pass(a.w, b.r) {
+            Ok(())
+        } else {
+            Err(last_os_error("pipe round trip"))
+        }
+    });
+    drop(a); // end of file: the child exits
+    reap(pid, "pipe echo")?;
+    drop(b);
+    result
+}
+
+/// The CPU this thread may run on first, and the set it had.
+fn pin_to_one_cpu() -> Option<(nix::sched::CpuSet, usize)> {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let old = sched_getaffinity(Pid::from_raw(0)).ok()?;
+    let cpu = (0..CpuSet::count()).find(|&c| old.is_set(c).unwrap_or(false))?;
+    let mut one = CpuSet::new();
+    one.set(cpu).ok()?;
+    sched_setaffinity(Pid::from_raw(0), &one).ok()?;
+    Some((old, cpu))
+}
+
+/// Rounds of [`ctx_switch`]: each measures the pass without a switch, then with
+/// one; the fastest of each is kept, as lmbench keeps its best runs, so that a
+/// burst of load from elsewhere does not enter the difference.
+const CTX_ROUNDS: u32 = 5;
+
+pub(super) fn ctx_switch(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let slice = budget(ctx) / (3 * CTX_ROUNDS);
+    let own = Pipe::new()?;
+    // Both processes on one CPU: each pass is a switch (the child inherits it).
+    let pinned = pin_to_one_cpu();
+    let mut best_overhead = f64::INFINITY;
+    let mut best_switch = f64::INFINITY;
+    let mut passes = 0u64;
+    let mut result = Ok(());
+    for _ in 0..CTX_ROUNDS {
+        // lat_ctx subtracts the cost of passing the token without a switch: one
+        // process writing a byte to a pipe and reading it back.
+        let o = timed(slice, 100, || {
+            if pass(own.w, own.r) {
+                Ok(())
+            } else {
+                Err(last_os_error("pipe write and read"))
+            }
+        });
+        let s = o.and_then(|(on, ot)| {
+            best_overhead = best_overhead.min(ot.as_secs_f64() / on as f64);
+            ping_pong(2 * slice)
+        });
+        match s {
+            Ok((n, t)) => {
+                best_switch = best_switch.min(t.as_secs_f64() / (2 * n) as f64);
+                passes += 2 * n;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if let Some((old, _)) = &pinned {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), old);
+    }
+    result?;
+    let cost = best_switch - best_overhead;
+    if cost <= 0.0 {
+        return Err(WorkloadError::Failed(format!(
+            "a pass with a switch took {:.0} ns, no more than one without ({:.0} ns): the switch cannot be told apart",
+            best_switch * 1e9,
+            best_overhead * 1e9
+        )));
+    }
+    let mut o = outcome(
+        passes,
+        Duration::from_secs_f64(cost * passes as f64),
+        vec![],
+    );
+    o.notes.push(match pinned {
+        Some((_, cpu)) => format!("both processes pinned to CPU {cpu}"),
+        None => "could not pin to one CPU: switches may cross CPUs".into(),
+    });
+    o.notes.push(format!(
+        "best of {CTX_ROUNDS} rounds: {:.0} ns per pass with a switch, {:.0} ns without (subtracted)",
+        best_switch * 1e9,
+        best_overhead * 1e9
+    ));
+    Ok(o)
+}
+
+pub(super) fn pipe_rr(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let (n, t) = ping_pong(budget(ctx))?;
+    Ok(outcome(n, t, vec!["two processes, not pinned".into()]))
+}
+
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
+    // SAFETY: `word` is a live, aligned u32 for the duration of the call; no
+    // timeout or second word is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+}
+
+pub(super) fn futex_wake(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    // `turn` is 0 when the main thread plays, 1 when the other one does.
+    let turn = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (turn, stop) = (turn.clone(), stop.clone());
+        std::thread::spawn(move || loop {
+            while turn.load(Ordering::Acquire) == 0 {
+                futex(&turn, libc::FUTEX_WAIT, 0);
+            }
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            turn.store(0, Ordering::Release);
+            futex(&turn, libc::FUTEX_WAKE, 1);
+        })
+    };
+    let result = timed(budget(ctx), 100, || {
+        turn.store(1, Ordering::Release);
+        futex(&turn, libc::FUTEX_WAKE, 1);
+        while turn.load(Ordering::Acquire) == 1 {
+            futex(&turn, libc::FUTEX_WAIT, 1);
+        }
+        Ok(())
+    });
+    stop.store(true, Ordering::Release);
+    turn.store(1, Ordering::Release);
+    futex(&turn, libc::FUTEX_WAKE, 1);
+    let _ = other.join();
+    let (n, t) = result?;
+    Ok(outcome(
+        2 * n,
+        t,
+        vec!["two threads, one wake-up each way per round trip".into()],
+    ))
+}
+
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    CAUGHT.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(super) fn signal(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    // SAFETY: an all-zero sigaction is a valid starting value; the handler only
+    // touches an atomic, which is async-signal-safe; the previous action is
+    // restored below.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+    // SAFETY: installing a handler for SIGUSR1, which virtmark uses for nothing else.
+    if unsafe { libc::sigaction(libc::SIGUSR1, &sa, &mut old) } != 0 {
+        return Err(last_os_error("installing a SIGUSR1 handler"));
+    }
+    let before = CAUGHT.load(Ordering::Relaxed);
+    let result = timed(budget(ctx), 100, || {
+        // SAFETY: raise sends SIGUSR1 to this thread, handled by `on_signal`.
+        if unsafe { libc::raise(libc::SIGUSR1) } != 0 {
+            return Err(last_os_error("raise"));
+        }
+        Ok(())
+    });
+    // SAFETY: restoring the action saved above.
+    unsafe { libc::sigaction(libc::SIGUSR1, &old, std::ptr::null_mut()) };
+    let (n, t) = result?;
+    let caught = CAUGHT.load(Ordering::Relaxed) - before;
+    if caught != n {
+        return Err(WorkloadError::Failed(format!(
+            "{n} signals sent, {caught} caught"
+        )));
+    }
+    Ok(outcome(n, t, vec![]))
+}
+
+pub(super) fn fork(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let (n, t) = timed(budget(ctx), 1, || {
+        // SAFETY: the child only calls _exit, which is async-signal-safe.
+        match unsafe { libc::fork() } {
+            -1 => Err(last_os_error("fork")),
+            // SAFETY: see above.
+            0 => unsafe { libc::_exit(0) },
+            pid => reap(pid, "fork"),
+        }
+    })?;
+    Ok(outcome(n, t, vec![]))
+}
+
+pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let exe = std::env::current_exe().ctx(|| "finding the agent's executable".into())?;
+    let path = CString::new(exe.as_os_str().as_bytes())
+        .map_err(|_| WorkloadError::Failed("the executable's path holds a NUL byte".into()))?;
+    let arg0 = CString::new("virtmark").expect("no NUL");
+    let arg1 = CString::new(super::EXEC_MODE).expect("no NUL");
+    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    let (n, t) = timed(budget(ctx), 1, || {
+        // SAFETY: the child only calls execve and _exit (async-signal-safe) with
+        // pointers prepared before the fork.
+        match unsafe { libc::fork() } {
+            -1 => Err(last_os_error("fork")),
+            // SAFETY: see above.
+            0 => unsafe {
+                libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127)
+            },
+            pid => reap(pid, "fork-exec"),
+        }
+    })?;
+    Ok(outcome(
+        n,
+        t,
+        vec![format!("executes {} {}", exe.display(), super::EXEC_MODE)],
+    ))
+}
+
+/// A listener on the target's loopback.
+fn loopback() -> Result<TcpListener, WorkloadError> {
+    TcpListener::bind("127.0.0.1:0").ctx(|| "listening on 127.0.0.1".into())
+}
+
+pub(super) fn tcp_connect(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let listener = loopback()?;
+    let addr = listener.local_addr().ctx(|| "listener address".into())?;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // One thread connects and accepts: the handshake completes in the kernel
+    // during connect, so no wake-up of another thread enters the figure.
+    let (n, t) = timed(budget(ctx), 10, || {
+        let s = TcpStream::connect(addr).ctx(|| format!("connecting to {addr}"))?;
+        let (a, _) = listener.accept().ctx(|| "accepting".into())?;
+        // Close with a reset: no TIME_WAIT, so thousands of connections a second
+        // do not run out of ports.
+        // SAFETY: setsockopt reads one `linger` from a valid pointer of its size.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        drop(s);
+        drop(a);
+        Ok(())
+    })?;
+    Ok(outcome(
+        n,
+        t,
+        vec!["connect + accept in one thread, close with a reset".into()],
+    ))
+}
+
+pub(super) fn tcp_rr(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let listener = loopback()?;
+    let addr = listener.local_addr().ctx(|| "listener address".into())?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut s = TcpStream::connect(addr).ctx(|| format!("connecting to {addr}"))?;
+    s.set_nodelay(true).ctx(|| "TCP_NODELAY".into())?;
+    let result = timed(budget(ctx), 10, || {
+        let mut b = [1u8];
+        s.write_all(&b).ctx(|| "sending a byte".into())?;
+        s.read_exact(&mut b).ctx(|| "receiving a byte".into())?;
+        Ok(())
+    });
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = echo.join();
+    let (n, t) = result?;
+    Ok(outcome(n, t, vec!["one connection, TCP_NODELAY".into()]))
+}
