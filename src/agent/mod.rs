@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod counts;
 mod stress;
 
 use crate::protocol::{self, DecodeError, Request, Response};
@@ -284,6 +285,9 @@ fn run_workload(
     // measured window. Once only; `shut` when the agent must end instead.
     let started_at = std::cell::Cell::new(None);
     let begun = std::cell::Cell::new(false);
+    // Operation counts of a workload (not of a probe) over its measured window.
+    let counter = std::cell::RefCell::new(None);
+    let count = !crate::probes::is_probe(name);
     let begin = || -> Result<(), WorkloadError> {
         if begun.replace(true) {
             return Ok(());
@@ -296,6 +300,9 @@ fn run_workload(
         match go {
             Ok(true) => {
                 started_at.set(unix_now());
+                if count {
+                    *counter.borrow_mut() = Some(counts::Counter::start());
+                }
                 Ok(())
             }
             Ok(false) | Err(_) => {
@@ -322,9 +329,20 @@ fn run_workload(
     } else {
         begin().and_then(|()| (w.run)(&ctx))
     };
+    let counted = counter.borrow_mut().take().map(counts::Counter::finish);
     // A NaN or infinite figure fails the sample with its reason: sent as a sample it
     // would become `null` in JSON and the host could not read it.
     let result = result.and_then(|o| o.check_finite(name).map(|()| o));
+    let result = result.map(|mut o| {
+        if let Some(c) = &counted {
+            let extra = counts::metrics(c, &o.metrics[0]);
+            if !extra.is_empty() {
+                o.metrics.extend(extra);
+                o.notes.push(format!("operation counts: {}", c.source));
+            }
+        }
+        o
+    });
     let ended_at = unix_now();
     let elapsed_s = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
