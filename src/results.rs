@@ -11,6 +11,7 @@ use crate::plan::Plan;
 use crate::stats;
 use crate::workloads::Metric;
 
+pub mod diagnosis;
 pub mod steps;
 
 /// Version of the `results.json` schema; bumped on any incompatible change.
@@ -301,6 +302,10 @@ pub struct RunRecord {
     /// The isolation step, when the run has one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isolation: Vec<IsolationEntry>,
+    /// Why each target is slower than native on each workload, from the probes
+    /// and the workloads' operation counts ([`diagnosis::diagnose`] of `results`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnosis: Vec<diagnosis::Diagnosis>,
 }
 
 /// Three figures across instances.

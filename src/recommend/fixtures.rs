@@ -111,6 +111,7 @@ pub fn run(run_id: &str, host: &str, ratios: &[(&str, &str, f64)]) -> RunRecord 
         failures: vec![],
         scale: vec![],
         isolation: vec![],
+        diagnosis: vec![],
     }
 }
 

@@ -47,6 +47,9 @@ pub fn parse_results_json(text: &str, origin: &str) -> Result<RunRecord> {
     if record.results.is_empty() && !record.samples.is_empty() {
         record.results = derive_results(&record.samples);
     }
+    if record.diagnosis.is_empty() {
+        record.diagnosis = crate::results::diagnosis::diagnose(&record.results);
+    }
     Ok(record)
 }
 

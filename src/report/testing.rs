@@ -110,6 +110,7 @@ pub fn synthetic_run(targets: usize, workloads: usize, reps: u32) -> RunRecord {
         results,
         scale: vec![],
         isolation: vec![],
+        diagnosis: vec![],
     }
 }
 

@@ -199,6 +199,7 @@ impl Session {
             results: vec![],
             scale: vec![],
             isolation: vec![],
+            diagnosis: vec![],
         };
         db.insert_run(&record, dir.path())?;
         Session::attach(db, dir, record, needs_peer, BTreeMap::new())
@@ -436,6 +437,7 @@ impl Session {
         record.status = status;
         record.finished = Some(now_rfc3339());
         record.results = derive_results(&record.samples);
+        record.diagnosis = crate::results::diagnosis::diagnose(&record.results);
         self.dir.write_results(record)?;
         self.db.finish_run(
             &record.run_id,

@@ -660,7 +660,10 @@ impl Db {
             results,
             scale,
             isolation,
+            diagnosis: vec![],
         };
+        let mut record = record;
+        record.diagnosis = crate::results::diagnosis::diagnose(&record.results);
         Ok(Some((record, h.run_dir.map(PathBuf::from))))
     }
 
