@@ -50,6 +50,11 @@ pub const SECTIONS: &[Section] = &[
         render: per_workload,
     },
     Section {
+        id: "probes",
+        title: "Probes and diagnosis",
+        render: |ctx| super::probes::html_section(ctx.view.run),
+    },
+    Section {
         id: "dnr",
         title: "Did not return a result (DNR)",
         render: dnr,

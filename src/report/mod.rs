@@ -10,6 +10,7 @@ pub mod export;
 pub mod html;
 pub mod load;
 pub mod markdown;
+pub mod probes;
 pub mod steps;
 pub mod svg;
 pub mod terminal;

@@ -102,7 +102,24 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
             .collect()
     };
     let mut marks_used = [false; 3];
-    for w in run.plan.workload_names() {
+    let names: Vec<String> = run
+        .plan
+        .workload_names()
+        .into_iter()
+        .filter(|w| !crate::probes::is_probe(w))
+        .collect();
+    if names.is_empty() {
+        // Probes only (`virtmark probe`): their own table.
+        return [
+            super::probes::render_table(run),
+            super::probes::render_diagnosis(run),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    }
+    for w in names {
         let mut row = vec![Cell::new(&w)];
         for t in &targets {
             let r = run
@@ -174,6 +191,16 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     }
     for (i, n) in notes.iter().enumerate() {
         out.push_str(&format!("\n[{}] {n}", i + 1));
+    }
+    for extra in [
+        super::probes::render_table(run),
+        super::probes::render_diagnosis(run),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push_str("\n\n");
+        out.push_str(&extra);
     }
     out
 }

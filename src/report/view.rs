@@ -497,11 +497,13 @@ impl<'a> View<'a> {
         } else {
             Vec::new()
         };
+        // Probes have their own table (`super::probes`).
+        names.retain(|w| !crate::probes::is_probe(w));
         for r in &run.results {
             if !targets.contains(&r.target) {
                 targets.push(r.target.clone());
             }
-            if !names.contains(&r.workload) {
+            if !names.contains(&r.workload) && !crate::probes::is_probe(&r.workload) {
                 names.push(r.workload.clone());
             }
         }
