@@ -33,6 +33,10 @@ pub enum Command {
     Study(StudyArgs),
     /// List the built-in workloads: what each stands for, metric and unit.
     Workloads,
+    /// List the probes: the primitive each exposes and the study or tool it follows.
+    Probes,
+    /// Measure the probes in each target: cost per operation and its multiple of native.
+    Probe(ProbeArgs),
     /// List every target driver: available here or not, and exactly why not.
     /// A target that can fail to start for reasons no file shows (UML, QEMU,
     /// gVisor, LXC) is started once to prove it; the verdict is cached.
@@ -146,6 +150,21 @@ pub struct RunArgs {
         ]
     )]
     pub resume: Option<String>,
+    /// Also run every probe (`virtmark probes`), so that the report explains
+    /// each slowdown (diagnosis).
+    #[arg(long)]
+    pub probes: bool,
+    /// Options every step takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options of `virtmark probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Probes, comma-separated (default: every probe; see `virtmark probes`).
+    #[arg(short, long, value_delimiter = ',')]
+    pub probes: Option<Vec<String>>,
     /// Options every step takes.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -347,6 +366,10 @@ pub struct StudyArgs {
     /// Also run the isolation step on native (bounded).
     #[arg(long)]
     pub allow_host_stress: bool,
+    /// Leave the probes out of the overhead step (they are run by default, for
+    /// the diagnosis).
+    #[arg(long)]
+    pub no_probes: bool,
     /// Options every step takes.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -369,6 +392,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Isolate(args) => cmd_isolate(args),
         Command::Study(args) => cmd_study(args),
         Command::Workloads => cmd_workloads(),
+        Command::Probes => cmd_probes(),
+        Command::Probe(args) => cmd_probe(args),
         Command::Targets { names, json } => cmd_targets(&names, json),
         Command::Plan {
             check: Some(path), ..
@@ -491,7 +516,12 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         writeln!(out, "{}", crate::report::terminal::render(&done.record))?;
         return print_paths(&mut out, &done, &opts);
     }
-    let plan = build_plan(&args.common, args.workloads.as_ref())?;
+    let workloads = if args.probes {
+        Some(with_probes(args.workloads))
+    } else {
+        args.workloads
+    };
+    let plan = build_plan(&args.common, workloads.as_ref())?;
     execute(
         &args.common,
         plan,
@@ -737,7 +767,12 @@ fn expand_stressors(names: Vec<String>) -> Vec<String> {
 }
 
 fn cmd_study(args: StudyArgs) -> Result<()> {
-    let mut plan = build_plan(&args.common, args.workloads.as_ref())?;
+    let workloads = if args.no_probes {
+        args.workloads
+    } else {
+        Some(with_probes(args.workloads))
+    };
+    let mut plan = build_plan(&args.common, workloads.as_ref())?;
     let mut sp = plan.scale.clone().unwrap_or_default();
     if let Some(w) = args.scale_workload {
         sp.workload = w;
@@ -899,6 +934,60 @@ fn cmd_targets(names: &[String], json: bool) -> Result<()> {
         table.add_row(vec![r.name, r.class, verdict]);
     }
     writeln!(out, "{table}")?;
+    Ok(())
+}
+
+/// The given workloads (default: the suite) followed by every probe not named.
+fn with_probes(workloads: Option<Vec<String>>) -> Vec<String> {
+    let mut names =
+        workloads.unwrap_or_else(|| workloads::names().into_iter().map(String::from).collect());
+    for p in crate::probes::names() {
+        if !names.iter().any(|n| n == p) {
+            names.push(p.to_string());
+        }
+    }
+    names
+}
+
+fn cmd_probe(args: ProbeArgs) -> Result<()> {
+    let names = match args.probes {
+        Some(names) => {
+            if let Some(bad) = names.iter().find(|n| !crate::probes::is_probe(n)) {
+                return Err(user(format!(
+                    "unknown probe {bad:?}: give some of {}",
+                    crate::probes::names().join(", ")
+                )));
+            }
+            names
+        }
+        None => crate::probes::names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    };
+    let plan = build_plan(&args.common, Some(&names))?;
+    execute(
+        &args.common,
+        plan,
+        crate::runner::run,
+        crate::report::terminal::render,
+    )
+}
+
+fn cmd_probes() -> Result<()> {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec!["probe", "primitive exposed", "follows"]);
+    for p in crate::probes::ALL {
+        table.add_row(vec![p.name, p.description, p.stands_for]);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{table}")?;
+    writeln!(
+        out,
+        "each reports its median cost in {} over a fixed time budget per sample; see docs/probes.md",
+        crate::probes::UNIT
+    )?;
     Ok(())
 }
 
