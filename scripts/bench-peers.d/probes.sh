@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Peer check for the probes: virtmark's getppid, ctx-switch and fork probes
+# against lmbench's `lat_syscall null`, `lat_ctx -s 0 2` (pinned to one CPU with
+# taskset, as the probe pins itself) and `lat_proc fork`, natively, side by
+# side, ROUNDS alternating rounds; medians compared. The figure checked is the
+# agreement, the smaller of virtmark/lmbench and lmbench/virtmark: goal 0.8,
+# that is within 25% either way.
+#
+# lmbench is in Debian's non-free component: as root this adds it to the apt
+# sources (bookworm non-free) and installs the package.
+#
+# Environment: VIRTMARK (binary, default target/x86_64-unknown-linux-gnu/release/virtmark),
+# ROUNDS (default 5).
+set -euo pipefail
+
+VIRTMARK="${VIRTMARK:-target/x86_64-unknown-linux-gnu/release/virtmark}"
+rounds="${ROUNDS:-5}"
+L=/usr/lib/lmbench/bin/x86_64-linux-gnu
+
+if [[ ! -x "$VIRTMARK" ]]; then
+    echo "probes.sh: virtmark binary $VIRTMARK not found (cargo build --release, or set VIRTMARK)" >&2
+    exit 1
+fi
+if [[ ! -x "$L/lat_syscall" ]]; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "probes.sh: lmbench is missing (Debian non-free: apt-get install lmbench)" >&2
+        exit 1
+    fi
+    if ! grep -rqsE '^[^#]*non-free( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        # The mirror this machine already uses for its release, as scripts/setup.sh does.
+        read -r codename mirror < <(apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' |
+            awk '$1 !~ /-/ { print $1, $2; exit }')
+        echo "deb ${mirror%/} $codename non-free" >/etc/apt/sources.list.d/virtmark-non-free.list
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lmbench >/dev/null
+fi
+
+probe_us() {
+    printf '{"v":1,"type":"run_workload","id":1,"workload":"%s","duration":"300ms"}\n' "$1" |
+        "$VIRTMARK" agent | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("type") == "error":
+        sys.exit("probe failed: " + m.get("message", ""))
+    if m.get("type") == "sample":
+        print(m["metrics"][0]["value"] / 1000)
+        break
+else:
+    sys.exit("no sample")
+'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A vm ref
+for _ in $(seq "$rounds"); do
+    vm[getppid]+="$(probe_us getppid) "
+    ref[getppid]+="$("$L/lat_syscall" null 2>&1 | awk '/Simple syscall/ { print $3 }') "
+    vm[ctx-switch]+="$(probe_us ctx-switch) "
+    ref[ctx-switch]+="$(taskset -c 0 "$L/lat_ctx" -s 0 2 2>&1 | awk '$1 == 2 { print $2 }') "
+    vm[fork]+="$(probe_us fork) "
+    ref[fork]+="$("$L/lat_proc" fork 2>&1 | awk '/fork\+exit/ { print $3 }') "
+done
+
+for k in getppid ctx-switch fork; do
+    v=$(tr ' ' '\n' <<<"${vm[$k]}" | grep . | median)
+    r=$(tr ' ' '\n' <<<"${ref[$k]}" | grep . | median)
+    echo "# $k: virtmark ${vm[$k]}; lmbench ${ref[$k]}(µs)"
+    agree=$(awk -v v="$v" -v r="$r" 'BEGIN { a = v / r; if (a > 1) a = 1 / a; printf "%.3f", a }')
+    echo "PEER probe-$k virtmark=$v reference=$r unit=us ratio=$agree goal=0.8"
+done
