@@ -226,6 +226,7 @@ pub fn render(view: &View) -> String {
 
     scalability(&mut o, view);
     isolation(&mut o, view);
+    super::probes::markdown(&mut o, run);
 
     let _ = writeln!(o, "## Environment\n");
     let _ = writeln!(o, "- command: `{}`", run.command.replace('`', "'"));

@@ -88,6 +88,35 @@ pub fn render_diagnosis(run: &RunRecord) -> Option<String> {
     ))
 }
 
+/// The Markdown section: the probes' table and the diagnosis, when the run
+/// measured probes.
+pub fn markdown(o: &mut String, run: &RunRecord) {
+    let probes = probes_in(run);
+    if probes.is_empty() {
+        return;
+    }
+    let targets: Vec<&str> = run.targets.iter().map(|t| t.name.as_str()).collect();
+    let _ = writeln!(o, "## Probes and diagnosis\n");
+    let _ = writeln!(o, "| probe | {} |", targets.join(" | "));
+    let _ = writeln!(o, "| --- |{}", " ---: |".repeat(targets.len()));
+    for p in &probes {
+        let cells: Vec<String> = targets.iter().map(|t| cell(run, t, p.name)).collect();
+        let _ = writeln!(o, "| `{}` | {} |", p.name, cells.join(" | "));
+    }
+    let _ = writeln!(
+        o,
+        "\nMedian cost per operation; ×cost relative to native (higher is slower).\n"
+    );
+    for d in run
+        .diagnosis
+        .iter()
+        .filter(|d| d.explained_fraction.is_some())
+    {
+        let _ = writeln!(o, "- {}", d.summary);
+    }
+    let _ = writeln!(o);
+}
+
 /// Colours of the primitives in the stacked bars, in [`crate::agent::counts::PRIMITIVES`] order.
 const COLOURS: &[&str] = &["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
 
@@ -225,4 +254,81 @@ pub fn html_section(run: &RunRecord) -> Option<String> {
     }
     h.push_str("</tbody></table></div>\n");
     Some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{derive_results, diagnosis::diagnose, SampleRecord, TargetRecord};
+    use crate::workloads::Metric;
+
+    /// A run of dd-zero and two probes on native and gvisor, two kept samples each.
+    fn run() -> RunRecord {
+        let mut r = crate::report::testing::synthetic_run(1, 1, 1);
+        r.targets = ["native", "gvisor"]
+            .iter()
+            .map(|t| TargetRecord {
+                name: t.to_string(),
+                ..TargetRecord::default()
+            })
+            .collect();
+        let mut samples = Vec::new();
+        for rep in 0..2 {
+            let s = |t: &str, w: &str, metrics: Vec<Metric>| SampleRecord {
+                target: t.into(),
+                workload: w.into(),
+                rep,
+                metrics,
+                ..SampleRecord::default()
+            };
+            samples.push(s(
+                "native",
+                "dd-zero",
+                vec![
+                    Metric::higher("throughput", "MB/s", 1000.0),
+                    Metric::lower("count.syscalls", "per MB", 3906.0),
+                ],
+            ));
+            samples.push(s(
+                "gvisor",
+                "dd-zero",
+                vec![Metric::higher("throughput", "MB/s", 10.0)],
+            ));
+            for (t, ns) in [("native", 100.0), ("gvisor", 25_000.0)] {
+                samples.push(s(t, "getppid", vec![Metric::lower("cost", "ns/op", ns)]));
+                samples.push(s(t, "stat", vec![Metric::lower("cost", "ns/op", ns * 3.0)]));
+            }
+        }
+        r.plan.run.workloads = Some(vec!["dd-zero".into(), "getppid".into(), "stat".into()]);
+        r.results = derive_results(&samples);
+        r.samples = samples;
+        r.failures.clear();
+        r.diagnosis = diagnose(&r.results);
+        r
+    }
+
+    #[test]
+    fn every_format_shows_the_probes_and_the_diagnosis() {
+        let r = run();
+        let text = crate::report::terminal::render_width(&r, 120);
+        assert!(text.contains("getppid") && text.contains("×250"), "{text}");
+        assert!(text.contains("syscalls per MB"), "{text}");
+        // Probes stay out of the workloads' table.
+        let table_end = text.find("probes: median").unwrap();
+        assert_eq!(text[..table_end].matches("stat").count(), 1, "{text}");
+        let html = crate::report::html(&r);
+        assert!(html.contains("<section id=\"probes\">"), "no section");
+        assert!(html.contains("explained by primitive"), "no diagnosis");
+        let md = crate::report::markdown(&r);
+        assert!(md.contains("## Probes and diagnosis"), "{md}");
+        assert!(md.contains("| `getppid` |"), "{md}");
+    }
+
+    #[test]
+    fn a_run_without_probes_has_no_probe_section() {
+        let r = crate::report::testing::synthetic_run(3, 2, 3);
+        assert!(render_table(&r).is_none());
+        assert!(html_section(&r).is_none());
+        assert!(!crate::report::html(&r).contains("id=\"probes\""));
+    }
 }
