@@ -33,7 +33,10 @@ pub fn budget(ctx: &Ctx) -> Duration {
 }
 
 /// Run `op` in batches of `batch` until `budget` has passed (at least one
-/// batch); the number of operations and the time they took.
+/// batch): the number of operations, and the time they take at the median
+/// batch's pace (the median of the batches' costs times the operations, as
+/// lmbench keeps the median of short repetitions), so that a batch that other
+/// processes preempted does not move the figure.
 pub(crate) fn timed(
     budget: Duration,
     batch: u64,
@@ -41,14 +44,17 @@ pub(crate) fn timed(
 ) -> Result<(u64, Duration), WorkloadError> {
     let start = Instant::now();
     let mut n = 0u64;
+    let mut paces = Vec::new();
     loop {
+        let b = Instant::now();
         for _ in 0..batch {
             op()?;
         }
+        paces.push(b.elapsed().as_secs_f64() / batch as f64);
         n += batch;
-        let e = start.elapsed();
-        if e >= budget {
-            return Ok((n, e));
+        if start.elapsed() >= budget {
+            let pace = crate::stats::median(&paces);
+            return Ok((n, Duration::from_secs_f64(pace * n as f64)));
         }
     }
 }
@@ -58,7 +64,10 @@ pub(crate) fn outcome(ops: u64, time: Duration, mut notes: Vec<String>) -> Outco
     let ns = time.as_secs_f64() * 1e9 / ops.max(1) as f64;
     notes.insert(
         0,
-        format!("{ops} operations in {:.3} s", time.as_secs_f64()),
+        format!(
+            "{ops} operations, {:.3} s at the median batch's pace",
+            time.as_secs_f64()
+        ),
     );
     Outcome {
         metrics: vec![Metric::lower(METRIC, UNIT, ns)],
