@@ -927,7 +927,8 @@ fn cmd_targets(names: &[String], json: bool) -> Result<()> {
     table.set_header(vec!["target", "class", "available here"]);
     for r in rows {
         let verdict = match (r.available, r.reason) {
-            (true, _) => "yes".to_string(),
+            (true, _) if crate::targets::in_default(&r.name) => "yes".to_string(),
+            (true, _) => "yes (run when named: not in the default list)".to_string(),
             (false, Some(why)) if r.name.contains('<') => why,
             (false, why) => format!("no: {}", why.unwrap_or_default()),
         };

@@ -58,7 +58,8 @@ pub struct Docker {
 /// Its names.
 pub const FAMILY: Family = Family {
     names: &["docker", "docker:runsc"],
-    not_default: &[],
+    // gVisor under Docker: `gvisor` stands for it in the default run.
+    not_default: &["docker:runsc"],
     make: |n| {
         let gvisor = match n {
             "docker" => false,

@@ -58,7 +58,9 @@ pub struct Family {
     /// (`ssh:<host>`), never offered by default.
     pub names: &'static [&'static str],
     /// Names left out of the default target list: aliases of listed names,
-    /// targets too slow to run unasked.
+    /// targets too slow to run unasked, and variants of a technology another
+    /// default target already measures (one per technology keeps the README's
+    /// main job under 20 minutes on 2 cores). `virtmark targets` lists them all.
     pub not_default: &'static [&'static str],
     /// The driver for `name`; `None` when the name is not this file's, `Err`
     /// when it is but is malformed (`ssh:` with a bad host).
@@ -284,13 +286,21 @@ impl Driver for Unknown {
     }
 }
 
+/// Whether `name` is in the default target list when available (see
+/// [`Family::not_default`]).
+pub fn in_default(name: &str) -> bool {
+    REGISTRY
+        .iter()
+        .find(|f| f.names.contains(&name))
+        .is_some_and(|f| !f.not_default.contains(&name) && !name.contains('<'))
+}
+
 /// Every target available on this host, in the order results are shown: the
 /// default target list (aliases and very slow targets left out).
 pub fn available_targets() -> Vec<String> {
-    REGISTRY
+    KNOWN
         .iter()
-        .flat_map(|f| f.names.iter().filter(|n| !f.not_default.contains(n)))
-        .filter(|n| !n.contains('<'))
+        .filter(|n| in_default(n))
         .filter(|n| parse(n).is_ok_and(|k| driver(&k).available().is_ok()))
         .map(|n| n.to_string())
         .collect()
@@ -417,5 +427,30 @@ impl Teardown for Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_target_per_technology_in_the_default_list() {
+        for n in [
+            "native", "ns", "oci:crun", "lxc", "gvisor", "uml", "qemu:tcg", "docker",
+        ] {
+            assert!(in_default(n), "{n}");
+        }
+        for n in [
+            "oci:runc",
+            "docker:runsc",
+            "podman",
+            "nspawn",
+            "qemu",
+            "ssh:<host>",
+            "x",
+        ] {
+            assert!(!in_default(n), "{n}");
+        }
     }
 }

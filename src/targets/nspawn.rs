@@ -36,7 +36,9 @@ pub struct Nspawn;
 /// Its names.
 pub const FAMILY: Family = Family {
     names: &["nspawn"],
-    not_default: &[],
+    // Namespaces and cgroups as `ns` and `lxc` make them: those stand for it in
+    // the default run.
+    not_default: &["nspawn"],
     make: |n| (n == "nspawn").then(|| Ok(Box::new(Nspawn) as Box<dyn Driver>)),
 };
 

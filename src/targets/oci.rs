@@ -44,7 +44,8 @@ pub struct Oci(pub Runtime);
 /// Its names.
 pub const FAMILY: Family = Family {
     names: &["oci:crun", "oci:runc"],
-    not_default: &[],
+    // runc: the same kernel features as crun, named to compare the runtimes.
+    not_default: &["oci:runc"],
     make: |n| {
         let rt = match n {
             "oci:crun" => Runtime::Crun,

@@ -48,7 +48,9 @@ pub struct Podman;
 /// Its names.
 pub const FAMILY: Family = Family {
     names: &["podman"],
-    not_default: &[],
+    // crun behind Podman's front end, on virtmark's network: `oci:crun` and
+    // `docker` stand for it in the default run.
+    not_default: &["podman"],
     make: |n| (n == "podman").then(|| Ok(Box::new(Podman) as Box<dyn Driver>)),
 };
 
