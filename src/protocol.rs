@@ -343,6 +343,18 @@ impl<R: BufRead> Reader<R> {
     pub fn next_checked<T: for<'de> Deserialize<'de>>(
         &mut self,
     ) -> io::Result<Option<Result<T, DecodeError>>> {
+        self.next_checked_or_echo::<T, T>()
+    }
+
+    /// [`Reader::next_checked`], also skipping (and counting) a line that is
+    /// not a `T` but reads as an `E`: our own message echoed back. A tty channel
+    /// (UML's serial line) echoes what the host sends until the agent has made
+    /// it raw, so the host may read its own `hello` request before the answer.
+    pub fn next_checked_or_echo<T, E>(&mut self) -> io::Result<Option<Result<T, DecodeError>>>
+    where
+        T: for<'de> Deserialize<'de>,
+        E: for<'de> Deserialize<'de>,
+    {
         loop {
             if !read_bounded_line(&mut self.inner, &mut self.line, MAX_LINE)? {
                 return Ok(None);
@@ -354,6 +366,7 @@ impl<R: BufRead> Reader<R> {
             match decode(text) {
                 Ok(msg) => return Ok(Some(Ok(msg))),
                 Err(DecodeError::NotJson | DecodeError::NoVersion) => self.skipped += 1,
+                Err(DecodeError::Invalid(_)) if decode::<E>(text).is_ok() => self.skipped += 1,
                 Err(e) => return Ok(Some(Err(e))),
             }
         }
@@ -376,6 +389,27 @@ impl<R: BufRead> Reader<R> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_echoed_request_is_skipped_as_noise_not_read_as_a_broken_answer() {
+        let hello = encode(&Request::Hello);
+        let answer = encode(&Response::Hello {
+            version: "1".into(),
+            pid: 1,
+            workloads: vec![],
+        });
+        let text = format!("{hello}\r\n{answer}\n");
+        let mut r = Reader::new(std::io::Cursor::new(text.clone().into_bytes()));
+        let got = r.next_checked_or_echo::<Response, Request>().unwrap();
+        assert!(matches!(got, Some(Ok(Response::Hello { .. }))), "{got:?}");
+        assert_eq!(r.skipped, 1);
+        // Without the echo rule the echoed request is a broken answer.
+        let mut r = Reader::new(std::io::Cursor::new(text.into_bytes()));
+        assert!(matches!(
+            r.next_checked::<Response>().unwrap(),
+            Some(Err(DecodeError::Invalid(_)))
+        ));
+    }
+
     use super::*;
 
     #[test]

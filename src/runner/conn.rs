@@ -64,7 +64,7 @@ impl AgentConn {
         let reader = std::thread::spawn(move || {
             let mut r = protocol::Reader::new(BufReader::new(from_agent));
             loop {
-                let got = match r.next_checked::<Response>() {
+                let got = match r.next_checked_or_echo::<Response, Request>() {
                     Ok(Some(msg)) => msg.map_err(|e| ConnError::Protocol(e.to_string())),
                     Ok(None) => break,
                     // Too long: the answer being awaited ends with an error; the
