@@ -6,18 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, results_json, Sandbox};
-
-/// Samples in `samples.csv`: distinct (run, target, workload, rep) of its
-/// rows (one row per metric).
-fn samples_in(csv: &std::path::Path) -> usize {
-    let text = std::fs::read_to_string(csv).unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .map(|l| l.splitn(5, ',').take(4).collect::<Vec<_>>().join(","))
-        .collect::<BTreeSet<_>>()
-        .len()
-}
+use common::{assert_nothing_left, results_json, samples_in, Sandbox};
 
 #[test]
 fn a_killed_run_resumes_to_complete_with_every_planned_sample() {

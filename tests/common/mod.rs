@@ -411,3 +411,15 @@ pub fn killed_then_cleaned_up(target: &str, marker: &str, timeout: Duration) {
         .success();
     assert_nothing_left(&run_id);
 }
+
+/// Samples in a run's `samples.csv`: distinct (run, target, workload, rep) of
+/// its rows (one row per metric, and a sample has its headline and its counts).
+#[allow(dead_code)]
+pub fn samples_in(csv: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(csv).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .map(|l| l.splitn(5, ',').take(4).collect::<Vec<_>>().join(","))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
