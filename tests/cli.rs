@@ -311,9 +311,9 @@ fn a_short_real_run_writes_its_directory_and_database() {
         .unwrap();
     assert_eq!((status.as_str(), n), ("complete", 3));
     let values: Vec<f64> = conn
-        .prepare("SELECT value FROM sample_metrics m JOIN samples s ON s.id = m.sample_id WHERE s.discarded = 0 ORDER BY s.rep")
+        .prepare("SELECT value FROM sample_metrics m JOIN samples s ON s.id = m.sample_id WHERE s.discarded = 0 AND m.name = ?1 ORDER BY s.rep")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map([head["metric"].as_str().unwrap()], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();

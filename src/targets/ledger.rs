@@ -824,6 +824,10 @@ pub fn check(res: &Resource, scope: &Scope) -> Result<Checked, Refused> {
                     })
                 }
                 Some(_) if zombie(*pid) => c.gone = true,
+                // Our child caught exiting (killed with its run): its memory and
+                // executable are already released, not yet a zombie. It is ours
+                // by its start time; wait for it to finish dying.
+                Some(_) if exiting_for_good(*pid, *start_time) => c.gone = true,
                 Some(_) => {
                     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                     let args: Vec<String> = cmdline
@@ -848,6 +852,28 @@ pub fn check(res: &Resource, scope: &Scope) -> Result<Checked, Refused> {
         }
     }
     Ok(c)
+}
+
+/// Whether `pid` (started at `start_time`) has no command line and no
+/// executable left, as a process in the middle of exiting, and is gone or a
+/// zombie within a second. A live process never loses both.
+fn exiting_for_good(pid: i32, start_time: u64) -> bool {
+    let released = || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty())
+            && std::fs::read_link(format!("/proc/{pid}/exe")).is_err()
+    };
+    if !released() {
+        return false;
+    }
+    for _ in 0..50 {
+        match process_start_time(pid) {
+            None => return true,
+            Some(now) if now != start_time => return false,
+            Some(_) if zombie(pid) => return true,
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    false
 }
 
 fn run_quiet(cmd: &str, args: &[&str]) -> Result<bool> {
