@@ -84,42 +84,8 @@ fn kill_then_cleanup(target: &str) {
     if common::skip_or_require(target) {
         return;
     }
-    let sb = sandbox();
-    let mut child = sb
-        .background_run(target, "dd-zero", "4", "2s")
-        .env("VIRTMARK_REGISTRY", sb.path().join("registry"))
-        .spawn()
-        .expect("virtmark run");
-    // Wait until the agent runs (the ledger names the runtime or agent process).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ledger: PathBuf = loop {
-        let found = std::fs::read_dir(sb.path().join("out"))
-            .ok()
-            .and_then(|mut rd| rd.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("ledger.jsonl"))
-            .filter(|l| {
-                std::fs::read_to_string(l).is_ok_and(|t| t.contains("\"kind\":\"process\""))
-            });
-        if let Some(l) = found {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "the target never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(1500));
-    child.kill().expect("SIGKILL virtmark");
-    child.wait().expect("reap virtmark");
-    let run_id = ledger
-        .parent()
-        .and_then(|d| d.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .expect("run id");
-    cmd(&sb, &["cleanup"])
-        .timeout(Duration::from_secs(60))
-        .assert()
-        .success();
-    assert_nothing_left(&run_id);
+    // The ledger names the runtime or agent process once the target runs.
+    common::killed_then_cleaned_up(target, "\"kind\":\"process\"", Duration::from_secs(60));
 }
 
 #[test]

@@ -81,6 +81,16 @@ impl Tree {
     pub fn total_bytes(&self) -> u64 {
         self.data.len() as u64
     }
+    /// Read one byte of every page of the data, so that sending it does not pay for
+    /// pages the machine let go cold. On a guest of a nested hypervisor (kvm_pvm),
+    /// reading 128 MiB left untouched for half a second took about 200 ms, against
+    /// 9 ms right after a pass: without this, the sender's state, not the copy, would
+    /// decide an rsync sample.
+    pub fn warm(&self) -> u64 {
+        self.data.iter().step_by(4096).fold(0u64, |acc, &b| {
+            acc.wrapping_add(u64::from(std::hint::black_box(b)))
+        })
+    }
 }
 
 const TOP: &[&str] = &[
@@ -309,6 +319,19 @@ mod tests {
         sizes.sort_unstable();
         assert!(sizes[sizes.len() / 2] < 6_000 * 2);
         assert!(sizes[sizes.len() - 1] > 10 * sizes[sizes.len() / 2]);
+    }
+
+    #[test]
+    fn warming_reads_every_page() {
+        let t = generate(Spec::File {
+            bytes: 3 * 4096 + 1,
+            seed: 7,
+        });
+        let want: u64 = [0, 4096, 8192, 12288]
+            .iter()
+            .map(|&i| u64::from(t.data[i]))
+            .sum();
+        assert_eq!(t.warm(), want);
     }
 
     #[test]

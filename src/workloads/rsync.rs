@@ -114,6 +114,12 @@ fn safe_relative(p: &str) -> Option<&Path> {
 
 fn copy(ctx: &Ctx, test: &Test) -> Result<Outcome, WorkloadError> {
     let addr = ctx.peer()?;
+    let bytes = match test {
+        Test::Tree { bytes, .. } | Test::File { bytes, .. } => *bytes,
+        _ => 0,
+    };
+    (ctx.progress)(0.0, "priming the page cache");
+    let primed = ctx.prime_page_cache(bytes)?;
     (ctx.progress)(0.0, "waiting for the peer to prepare the data");
     let mut s = std::net::TcpStream::connect(addr).map_err(peer_io(addr, "connecting"))?;
     s.set_read_timeout(Some(GENERATION_TIMEOUT))
@@ -228,9 +234,10 @@ fn copy(ctx: &Ctx, test: &Test) -> Result<Outcome, WorkloadError> {
     }
     Ok(Outcome {
         metrics,
-        notes: vec![format!(
-            "{files} files, {dirs} directories, {bytes} B; CRC-32 checked, no fsync"
-        )],
+        notes: vec![
+            format!("{files} files, {dirs} directories, {bytes} B; CRC-32 checked, no fsync"),
+            primed,
+        ],
     })
 }
 
@@ -272,5 +279,12 @@ mod tests {
         };
         let out = run_briefly(&RSYNC_FILE, p, Some(peer()));
         assert_eq!(out.metrics.len(), 2);
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.contains("3 MiB written and deleted")),
+            "{:?}",
+            out.notes
+        );
     }
 }
