@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::path::PathBuf;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{assert_nothing_left, results_json, Sandbox};
 
