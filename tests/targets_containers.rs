@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use std::time::Duration;
 
 use common::{assert_nothing_left, results_json, Sandbox};
