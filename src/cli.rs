@@ -899,11 +899,23 @@ fn cmd_targets(names: &[String], json: bool) -> Result<()> {
     let mut rows = Vec::new();
     for name in &names {
         if name.contains('<') {
+            // A pattern: its driver, when the family makes one of the pattern
+            // itself, says what to give (`libvirt:<domain>`).
+            let (class, reason) = match crate::targets::parse(name) {
+                Ok(kind) => (
+                    crate::targets::class_of(&kind).to_string(),
+                    crate::targets::driver(&kind).available().err(),
+                ),
+                Err(_) => (
+                    "whatever the remote host is".to_string(),
+                    Some("give a host: ssh:[user@]host[:port] (checked when used)".into()),
+                ),
+            };
             rows.push(TargetRow {
                 name: name.clone(),
-                class: "whatever the remote host is".to_string(),
+                class,
                 available: false,
-                reason: Some("give a host: ssh:[user@]host[:port] (checked when used)".into()),
+                reason,
             });
             continue;
         }

@@ -60,15 +60,17 @@ pub enum Resource {
         /// Its start time (field 22 of /proc/PID/stat), to avoid killing a reused pid.
         start_time: u64,
     },
-    /// A container known to a runtime by name (crun, runc, runsc, lxc, docker).
+    /// A container known to a runtime by name (crun, runc, runsc, lxc, docker),
+    /// or a libvirt domain (`virsh`).
     Container {
-        /// Runtime command (`crun`, `runc`, `runsc`, `lxc`, `docker`).
+        /// Runtime command (`crun`, `runc`, `runsc`, `lxc`, `docker`, `virsh`).
         runtime: String,
         /// Container name or id.
         id: String,
         /// Runtime state root (`--root`), when not the default; for `docker`,
         /// the directory holding the socket (`docker.sock`) of the daemon
-        /// virtmark started.
+        /// virtmark started; for `virsh`, the directory holding the socket
+        /// ([`LIBVIRT_SOCKET`]) of the libvirtd virtmark started.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         root: Option<PathBuf>,
     },
@@ -358,7 +360,7 @@ pub enum Refused {
     #[error("cgroup {0}: not one of virtmark's (a virtmark-* directory under /sys/fs/cgroup)")]
     Cgroup(PathBuf),
     /// A container runtime that is not a known program on `PATH`.
-    #[error("runtime {0:?}: not one of crun, runc, runsc, lxc found on PATH")]
+    #[error("runtime {0:?}: not one of crun, runc, runsc, lxc, docker, virsh found on PATH")]
     Runtime(String),
     /// A runtime program that others may write to.
     #[error("runtime {0}: writable by others or not owned by root or the caller")]
@@ -703,7 +705,11 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The socket of a Docker daemon virtmark starts, in its `Container` root.
 pub const DOCKER_SOCKET: &str = "docker.sock";
 
-const RUNTIMES: &[&str] = &["crun", "runc", "runsc", "lxc", "docker"];
+/// The socket of a libvirtd virtmark starts, in the `root` of a `virsh`
+/// `Container` (a domain of that daemon).
+pub const LIBVIRT_SOCKET: &str = "libvirt-sock";
+
+const RUNTIMES: &[&str] = &["crun", "runc", "runsc", "lxc", "docker", "virsh"];
 
 /// `program` found on `PATH` (a name, never a path), as an absolute path to a
 /// file owned by root or the caller and writable by nobody else.
@@ -755,6 +761,7 @@ fn virtmark_program(name: &str) -> bool {
         || name == "docker"
         || name == "dockerd"
         || name == "systemd-nspawn"
+        || name == "libvirtd"
 }
 
 /// Whether the process has ended and waits to be reaped.
@@ -1005,6 +1012,20 @@ fn remove_checked(res: &Resource, checked: &Checked) -> Result<()> {
                 if sock.exists() {
                     let host = format!("unix://{}", sock.display());
                     let _ = run_quiet(program(0)?, &["-H", &host, "rm", "-f", id]);
+                }
+                return Ok(());
+            }
+            if runtime == "virsh" {
+                // A domain of the libvirtd virtmark started (its socket in
+                // `root`); when that daemon is gone, its QEMU is stopped
+                // through its own entry and its cgroup.
+                let Some(r) = root else {
+                    return Ok(());
+                };
+                let sock = r.join(LIBVIRT_SOCKET);
+                if sock.exists() {
+                    let uri = format!("qemu:///system?socket={}", sock.display());
+                    let _ = run_quiet(program(0)?, &["-q", "-c", &uri, "destroy", id]);
                 }
                 return Ok(());
             }

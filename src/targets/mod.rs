@@ -19,6 +19,7 @@ pub mod guest_init;
 mod gvisor;
 pub mod initramfs;
 pub mod ledger;
+pub mod libvirt;
 pub mod lxc;
 mod native;
 pub mod netns;
@@ -84,6 +85,7 @@ pub const REGISTRY: &[&Family] = &[
     &docker::FAMILY,
     &nspawn::FAMILY,
     &podman::FAMILY,
+    &libvirt::FAMILY,
 ];
 
 /// Every target name this build knows, for help and error messages.

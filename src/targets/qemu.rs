@@ -90,7 +90,10 @@ pub fn kernel() -> Result<PathBuf, String> {
     })
 }
 
-fn kvm_verdict() -> &'static Result<(), String> {
+/// Whether KVM can boot a guest here ([`probe_kvm`], checked once per process
+/// and kept in the cache); `Err` says why not. Drivers of other QEMU front ends
+/// (libvirt) ask it too.
+pub fn kvm_verdict() -> &'static Result<(), String> {
     static VERDICT: OnceLock<Result<(), String>> = OnceLock::new();
     VERDICT.get_or_init(|| cached_kvm_probe().unwrap_or_else(|_| probe_kvm()))
 }
@@ -406,6 +409,32 @@ pub fn extra_kernel_args() -> String {
     std::env::var("VIRTMARK_KERNEL_ARGS").unwrap_or_default()
 }
 
+/// The guest kernel command line of virtmark's VMs booting `kernel` with its
+/// initramfs: the agent as init, its channel the virtio-serial port named
+/// `virtmark`, the scratch disk `/dev/vda`, eth0 addressed for `site` (else no
+/// network modules loaded) and, with `toolchain`, the host's toolchain on
+/// `/dev/vdb`. Shared by every QEMU front end (`qemu`, `libvirt`).
+pub fn kernel_cmdline(kernel: &Path, site: Option<&netns::TapSite>, toolchain: bool) -> String {
+    let net_words = match site {
+        Some(site) => format!("virtmark.ip={}/{}", site.guest_ip, netns::PREFIX),
+        None => format!("virtmark.nomod={}", NET_MODULES.join(",")),
+    };
+    let tools_word = if toolchain {
+        "virtmark.toolchain=/dev/vdb"
+    } else {
+        ""
+    };
+    format!(
+        "console=ttyS0 reboot=t panic=-1 quiet tsc=reliable i8042.noaux i8042.nokbd \
+         {BOOT_ONLY_ARGS} rdinit=/virtmark \
+         virtmark.modules={} {net_words} virtmark.disk=/dev/vda \
+         virtmark.chan=port:virtmark virtmark.off=reboot {tools_word} {} {} -- agent --init",
+        initramfs::MODULE_DIR,
+        lapic_timer_arg(kernel).unwrap_or_default(),
+        extra_kernel_args(),
+    )
+}
+
 /// Memory in MiB for a VM of `bytes` (at least 128 MiB).
 pub fn mib(bytes: u64) -> u64 {
     (bytes >> 20).max(128)
@@ -515,10 +544,6 @@ impl Driver for Qemu {
             None => None,
         };
         phases.mark("network");
-        let net_words = match &site {
-            Some(site) => format!("virtmark.ip={}/{}", site.guest_ip, netns::PREFIX),
-            None => format!("virtmark.nomod={}", NET_MODULES.join(",")),
-        };
         // The host's toolchain on a second disk (/dev/vdb), when a workload compiles.
         let tools = if env.toolchain {
             let img = super::toolchain::guest_image()?;
@@ -527,22 +552,8 @@ impl Driver for Qemu {
         } else {
             None
         };
-        let tools_word = if tools.is_some() {
-            "virtmark.toolchain=/dev/vdb"
-        } else {
-            ""
-        };
         let log = phases.log(&env.log, self.name())?;
-
-        let append = format!(
-            "console=ttyS0 reboot=t panic=-1 quiet tsc=reliable i8042.noaux i8042.nokbd \
-             {BOOT_ONLY_ARGS} rdinit=/virtmark \
-             virtmark.modules={} {net_words} virtmark.disk=/dev/vda \
-             virtmark.chan=port:virtmark virtmark.off=reboot {tools_word} {} {} -- agent --init",
-            initramfs::MODULE_DIR,
-            lapic_timer_arg(&k).unwrap_or_default(),
-            extra_kernel_args(),
-        );
+        let append = kernel_cmdline(&k, site.as_ref(), tools.is_some());
         let console = env.log.with_extension("console.log");
         let mut cmd = Command::new(QEMU);
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
