@@ -10,12 +10,14 @@ set -euo pipefail
 #   bookworm-backports on Debian 12), linux-image-cloud-amd64 (the QEMU guest kernel),
 #   e2fsprogs (scratch images); docker.io (docker, docker:runsc: virtmark starts a
 #   private dockerd of its own; a host daemon the package may start is never used),
-#   systemd-container (nspawn), podman (with crun and conmon);
+#   systemd-container (nspawn), podman (with crun and conmon); libvirt-daemon-system
+#   (libvirt: libvirtd, its QEMU driver and virsh; virtmark starts a private libvirtd
+#   of its own, a host daemon the package may start is never used);
 #   busybox-static and cpio for scripts/bench-startup.d
 #   report browser test and screenshots: chromium (headless), fonts-dejavu-core (chart text)
 pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc lxc
   openssh-server openssh-client user-mode-linux qemu-system-x86 linux-image-cloud-amd64
-  e2fsprogs docker.io systemd-container podman conmon busybox-static cpio chromium
+  e2fsprogs docker.io systemd-container podman conmon libvirt-daemon-system busybox-static cpio chromium
   fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
