@@ -17,7 +17,8 @@ if [ ! -x "$VIRTMARK" ]; then
   echo "# $VIRTMARK not found: cargo build --release (or set VIRTMARK)" >&2
   exit 1
 fi
-work=$(mktemp -d /var/tmp/virtmark-bench-lv.XXXXXX)
+# Short: the private daemon's socket paths lie under it.
+work=$(mktemp -d /var/tmp/vmk-lv.XXXXXX)
 daemon=
 cleanup() {
   if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; fi

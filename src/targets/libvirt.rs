@@ -461,17 +461,19 @@ pub fn start_daemon(
         base.join("etc"),
         base.join("lib"),
         base.join("log"),
-        base.join("sock"),
+        base.join("s"),
     );
     for d in [&etc, &lib, &log_dir, &sock_dir] {
         super::ledger::create_private_dir(d)
             .with_context(|| format!("creating {}", d.display()))?;
     }
     let sock = sock_dir.join(LIBVIRT_SOCKET);
-    if sock.as_os_str().len() > 100 {
+    // The longest of its sockets; a unix socket's path has at most 107 bytes.
+    let admin = sock_dir.join("libvirt-admin-sock");
+    if admin.as_os_str().len() > 107 {
         bail!(
             "the socket path {} is too long for a unix socket: set VIRTMARK_SCRATCH to a shorter directory",
-            sock.display()
+            admin.display()
         );
     }
     let caps = super::cache::dir()?.join("libvirt");
