@@ -646,6 +646,7 @@ impl Libvirt {
             .with_context(|| format!("writing {}", xml_path.display()))?;
         let uri = daemon.uri.clone();
         let mut log = phases.log(&env.log, &self.name)?;
+        let created = Instant::now();
         guard
             .create(
                 Resource::Container {
@@ -683,7 +684,8 @@ impl Libvirt {
         };
         let _ = writeln!(
             log,
-            "virtmark: libvirt domain {name}, QEMU pid {qemu_pid:?}"
+            "virtmark: libvirt domain {name} created in {:.0} ms, QEMU pid {qemu_pid:?}",
+            created.elapsed().as_secs_f64() * 1e3
         );
         let s = connect(&channel, Duration::from_secs(10))?;
         let (to_agent, from_agent) = streams(s)?;
