@@ -90,7 +90,7 @@ pub fn kernel() -> Result<PathBuf, String> {
     })
 }
 
-/// Whether KVM can boot a guest here ([`probe_kvm`], checked once per process
+/// Whether KVM can boot a guest here (a test boot, checked once per process
 /// and kept in the cache); `Err` says why not. Drivers of other QEMU front ends
 /// (libvirt) ask it too.
 pub fn kvm_verdict() -> &'static Result<(), String> {
