@@ -37,7 +37,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -194,7 +194,14 @@ impl Driver for Docker {
         let daemon = cmd.spawn().context("starting dockerd")?;
         let daemon_pid = daemon.id();
         guard.adopt(daemon)?;
-        wait_for_daemon(&sock, daemon_pid, &daemon_log)?;
+        super::tools::wait_for_daemon(
+            "dockerd",
+            daemon_pid,
+            &daemon_log,
+            DAEMON_DEADLINE,
+            || ping(&sock),
+            |l| l.contains("level=error") || l.contains("failed"),
+        )?;
         phases.mark("daemon");
 
         let host = format!("unix://{}", sock.display());
@@ -277,39 +284,6 @@ fn which(tool: &str) -> Result<PathBuf> {
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
         .with_context(|| format!("{tool} is not on PATH"))
-}
-
-/// Wait until the daemon answers `GET /_ping` on its socket.
-fn wait_for_daemon(sock: &Path, pid: u32, log: &Path) -> Result<()> {
-    let t = Instant::now();
-    loop {
-        if ping(sock) {
-            return Ok(());
-        }
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        });
-        if !alive || t.elapsed() > DAEMON_DEADLINE {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| l.contains("level=error") || l.contains("failed"))
-                .or_else(|| text.lines().last())
-                .unwrap_or("no output");
-            bail!(
-                "dockerd {} ({}): {last}",
-                if alive {
-                    "did not answer on its socket in time"
-                } else {
-                    "exited"
-                },
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn ping(sock: &Path) -> bool {

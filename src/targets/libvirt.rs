@@ -329,63 +329,6 @@ const MOUNT_POINTS: &[&str] = &[
     "/var/log/libvirt",
 ];
 
-/// Make `cmd` run in a private mount namespace where `/run` is a tmpfs and
-/// each of `binds` (source, mount point) is bound.
-fn private_mounts(cmd: &mut Command, binds: &[(PathBuf, &str)]) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let binds: Vec<(CString, CString)> = binds
-        .iter()
-        .map(|(src, dst)| {
-            Ok((
-                CString::new(src.as_os_str().as_bytes())?,
-                CString::new(*dst)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec: unshare(2) and mount(2) on C strings made
-    // before the fork; no allocation.
-    unsafe {
-        cmd.pre_exec(move || {
-            use nix::libc;
-            let ok = |r: libc::c_int| {
-                if r < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            };
-            ok(libc::unshare(libc::CLONE_NEWNS))?;
-            ok(libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            ok(libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/run".as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                c"mode=755".as_ptr().cast(),
-            ))?;
-            for (src, dst) in &binds {
-                ok(libc::mount(
-                    src.as_ptr(),
-                    dst.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ))?;
-            }
-            Ok(())
-        });
-    }
-    Ok(())
-}
-
 /// The CPU the daemon runs on: the first of the instance's pinned CPUs, else
 /// the first this process may use.
 fn daemon_cpu(env: &StartEnv) -> usize {
@@ -396,39 +339,6 @@ fn daemon_cpu(env: &StartEnv) -> usize {
         .ok()
         .and_then(|set| (0..nix::sched::CpuSet::count()).find(|&c| set.is_set(c).unwrap_or(false)))
         .unwrap_or(0)
-}
-
-/// Wait until the daemon at `pid` listens on `sock`.
-fn wait_for_daemon(sock: &Path, pid: u32, log: &Path) -> Result<()> {
-    let t = Instant::now();
-    loop {
-        if UnixStream::connect(sock).is_ok() {
-            return Ok(());
-        }
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        });
-        if !alive || t.elapsed() > DAEMON_DEADLINE {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| l.contains(": error :"))
-                .or_else(|| text.lines().last())
-                .unwrap_or("no output");
-            bail!(
-                "libvirtd {} ({}): {last}",
-                if alive {
-                    "did not listen on its socket in time"
-                } else {
-                    "exited"
-                },
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A private libvirtd virtmark started.
@@ -509,7 +419,7 @@ pub fn start_daemon(
         (caps, MOUNT_POINTS[2]),
         (log_dir.clone(), MOUNT_POINTS[3]),
     ];
-    private_mounts(&mut cmd, &binds)?;
+    super::oci::private_mounts(&mut cmd, &["/run".to_string()], &binds)?;
     // On one CPU: libvirtd checks its cached QEMU capabilities against the
     // CPUID of the CPU it runs on (APIC ids differ between CPUs), and probes
     // QEMU again (about 4 s here) whenever that CPU is another. QEMU itself is
@@ -518,7 +428,14 @@ pub fn start_daemon(
     let daemon = cmd.spawn().context("starting libvirtd")?;
     let pid = daemon.id();
     guard.adopt(daemon)?;
-    wait_for_daemon(&sock, pid, log)?;
+    super::tools::wait_for_daemon(
+        "libvirtd",
+        pid,
+        log,
+        DAEMON_DEADLINE,
+        || UnixStream::connect(&sock).is_ok(),
+        |l| l.contains(": error :"),
+    )?;
     Ok(Daemon {
         uri: private_uri(&sock_dir),
         sock_dir,

@@ -272,10 +272,31 @@ pub fn spawn_runtime(
 /// (directories that must exist): the v2 cgroup tree hidden from crun on a
 /// hybrid host, `/run` of a container engine that keeps state there.
 pub fn private_tmpfs(cmd: &mut Command, points: &[String]) -> Result<()> {
+    private_mounts(cmd, points, &[])
+}
+
+/// [`private_tmpfs`], then each of `binds` (source, mount point) bound over its
+/// mount point: a daemon's configuration and state directories kept in scratch.
+pub fn private_mounts(
+    cmd: &mut Command,
+    points: &[String],
+    binds: &[(PathBuf, &str)],
+) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     let points = points
         .iter()
-        .map(|p| std::ffi::CString::new(p.as_str()))
+        .map(|p| CString::new(p.as_str()))
         .collect::<Result<Vec<_>, _>>()?;
+    let binds: Vec<(CString, CString)> = binds
+        .iter()
+        .map(|(src, dst)| {
+            Ok((
+                CString::new(src.as_os_str().as_bytes())?,
+                CString::new(*dst)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec: unshare(2) and mount(2) on C strings made
     // before the fork; no allocation.
@@ -304,6 +325,15 @@ pub fn private_tmpfs(cmd: &mut Command, points: &[String]) -> Result<()> {
                     c"tmpfs".as_ptr(),
                     libc::MS_NOSUID | libc::MS_NODEV,
                     c"mode=755".as_ptr().cast(),
+                ))?;
+            }
+            for (src, dst) in &binds {
+                ok(libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
                 ))?;
             }
             Ok(())

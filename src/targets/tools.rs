@@ -53,6 +53,48 @@ pub fn need_root(why: &str) -> Result<(), String> {
     }
 }
 
+/// Wait until a daemon virtmark started (`pid`) is `ready`, polling every 10 ms.
+/// When it exits or `deadline` passes first, the error names `name`, why, its log
+/// and the log's last line that `is_error` picks (else its last line).
+pub fn wait_for_daemon(
+    name: &str,
+    pid: u32,
+    log: &std::path::Path,
+    deadline: std::time::Duration,
+    ready: impl Fn() -> bool,
+    is_error: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        });
+        if !alive || t.elapsed() > deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| is_error(l))
+                .or_else(|| text.lines().last())
+                .unwrap_or("no output");
+            anyhow::bail!(
+                "{name} {} ({}): {last}",
+                if alive {
+                    "did not answer on its socket in time"
+                } else {
+                    "exited"
+                },
+                log.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
