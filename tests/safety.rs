@@ -182,7 +182,7 @@ fn cleanup_refuses_crafted_ledgers_and_removes_real_leftovers() {
         "not a plain absolute path",
         "link \"foreign0\": not a name virtmark gives",
         &format!("cgroup {}: not one of virtmark's", cgroup.display()),
-        "not one of crun, runc, runsc, lxc found on PATH",
+        "not one of crun, runc, runsc, lxc, docker, virsh found on PATH",
         &format!("process {reused_pid}: the pid belongs to another process now"),
         "\"sleep 60\" is not a program virtmark starts",
     ] {
