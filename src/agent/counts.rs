@@ -4,11 +4,13 @@
 //! (`count.syscalls` in `per MB`), which the diagnosis
 //! ([`crate::results::diagnosis`]) multiplies by the probes' costs.
 //!
-//! Sources, best first: perf software counters and the `raw_syscalls:sys_enter`
-//! tracepoint (every system call, exact; needs `perf_event_open`, which
-//! sandboxes and unprivileged containers refuse), else `getrusage` (faults,
-//! context switches) and `/proc/self/io` (`syscr` + `syscw`: only the
-//! read/write family, a lower bound).
+//! Sources: perf software counters for faults and context switches (where
+//! `perf_event_open` is allowed; sandboxes and unprivileged containers refuse
+//! it), else `getrusage`; system calls from `/proc/self/io` (`syscr` + `syscw`:
+//! only the read/write family, a lower bound: `send`/`recv` are not in it). The
+//! `raw_syscalls:sys_enter` tracepoint would count every call exactly, but it
+//! slowed a syscall-bound workload by a fifth where it could be opened (see
+//! [`Counter::start`]).
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Instant;
@@ -46,7 +48,6 @@ struct PerfAttr {
 }
 
 const PERF_TYPE_SOFTWARE: u32 = 1;
-const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
 const PERF_COUNT_SW_PAGE_FAULTS_MIN: u64 = 5;
 /// Close the counter on exec.
@@ -85,88 +86,6 @@ fn perf_read(fd: &OwnedFd) -> Option<u64> {
     let mut b = [0u8; 8];
     f.read_exact(&mut b).ok()?;
     Some(u64::from_ne_bytes(b))
-}
-
-/// The id of the `raw_syscalls:sys_enter` tracepoint, from tracefs; where tracefs
-/// is not mounted and we are root, from a tracefs mounted in a private mount
-/// namespace of a short-lived child (the mount ends with it, nothing is left).
-fn sys_enter_id() -> Option<u64> {
-    static ID: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *ID.get_or_init(|| {
-        for p in [
-            "/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
-            "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
-        ] {
-            if let Some(id) = std::fs::read_to_string(p)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                return Some(id);
-            }
-        }
-        id_from_private_tracefs()
-    })
-}
-
-fn id_from_private_tracefs() -> Option<u64> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return None;
-    }
-    let root = c"/";
-    let dir = c"/sys/kernel/tracing";
-    let fstype = c"tracefs";
-    let path = c"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id";
-    // SAFETY: the child makes only raw system calls (unshare, mount, open, read,
-    // write, _exit) on values prepared before the fork, and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: see above.
-        unsafe {
-            let mut buf = [0u8; 32];
-            let mut n = 0isize;
-            if libc::unshare(libc::CLONE_NEWNS) == 0
-                && libc::mount(
-                    std::ptr::null(),
-                    root.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) == 0
-                && libc::mount(
-                    fstype.as_ptr(),
-                    dir.as_ptr(),
-                    fstype.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ) == 0
-            {
-                let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
-                if fd >= 0 {
-                    n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-                }
-            }
-            if n > 0 {
-                libc::write(fds[1], buf.as_ptr().cast(), n as usize);
-            }
-            libc::_exit(0);
-        }
-    }
-    // SAFETY: the parent's write end, closed once.
-    unsafe { libc::close(fds[1]) };
-    // SAFETY: the read end is ours alone from here on.
-    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    let mut text = String::new();
-    if pid > 0 {
-        use std::io::Read;
-        let _ = std::fs::File::from(r).read_to_string(&mut text);
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    }
-    text.trim().parse().ok()
 }
 
 #[derive(Default, Clone, Copy)]
@@ -237,7 +156,15 @@ pub struct Counts {
 impl Counter {
     /// Start counting this thread and what it starts from now on.
     pub fn start() -> Counter {
-        let syscalls = sys_enter_id().and_then(|id| perf_open(PERF_TYPE_TRACEPOINT, id));
+        // No `raw_syscalls:sys_enter` counter: enabling that tracepoint sends every
+        // system call of the machine through the kernel's slow path. Measured here
+        // (2026-11-30): `virtmark run -t native -w dd-zero --reps 4` gave 1,792 and
+        // 1,854 MB/s with it, 2,293 and 2,317 MB/s with the agent unable to open it
+        // (CAP_PERFMON and CAP_SYS_ADMIN dropped), and oci:runc, where it cannot
+        // be opened, came out 1.20x native. Counts taken in some targets and not in
+        // others bias the very ratios they are meant to explain; `/proc/self/io`
+        // costs nothing and is the same everywhere.
+        let syscalls = None;
         let faults = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS_MIN);
         let switches = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES);
         Counter {
