@@ -50,9 +50,7 @@ use anyhow::{bail, Context, Result};
 use super::cgroup::{self, Limits};
 use super::ledger::{Resource, LIBVIRT_SOCKET};
 use super::qemu::{self, Phases};
-use super::{
-    initramfs, netns, peer, tools, Driver, Family, Guard, Instance, StartEnv, TargetKind, Teardown,
-};
+use super::{netns, peer, tools, Driver, Family, Guard, Instance, StartEnv, TargetKind, Teardown};
 
 /// The libvirt driver: a private daemon and a transient domain, or an existing
 /// domain.
@@ -483,20 +481,7 @@ impl Libvirt {
                 channel.display()
             );
         }
-        let initrd = initramfs::cached(
-            env.exe,
-            &initramfs::module_root_for(&k),
-            initramfs::VIRTIO_MODULES,
-        )?;
-        phases.mark("initramfs");
-        let boot_kernel = match super::pvh::vmlinux(&k)? {
-            Ok(vmlinux) => vmlinux,
-            Err(reason) => {
-                phases.note(&format!("bzImage boot: {reason}"));
-                k.clone()
-            }
-        };
-        phases.mark("kernel");
+        let (initrd, boot_kernel) = qemu::boot_files(env, &k, &mut phases)?;
         let image = base.join("scratch.img");
         qemu::scratch_image(&mut guard, &image, qemu::SCRATCH_IMAGE_BYTES)?;
         phases.mark("scratch image");

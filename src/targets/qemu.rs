@@ -319,6 +319,32 @@ impl Drop for VmTeardown {
     }
 }
 
+/// The guest's initramfs (cached, with the virtio modules) and the kernel to boot:
+/// the uncompressed kernel entered at its PVH entry point when it has one, else
+/// `k` itself. Marks the `initramfs` and `kernel` phases. Shared by `qemu` and
+/// `libvirt`, which boot the same guest.
+pub(super) fn boot_files(
+    env: &StartEnv,
+    k: &Path,
+    phases: &mut Phases,
+) -> Result<(PathBuf, PathBuf)> {
+    let initrd = initramfs::cached(
+        env.exe,
+        &initramfs::module_root_for(k),
+        initramfs::VIRTIO_MODULES,
+    )?;
+    phases.mark("initramfs");
+    let boot_kernel = match super::pvh::vmlinux(k)? {
+        Ok(vmlinux) => vmlinux,
+        Err(reason) => {
+            phases.note(&format!("bzImage boot: {reason}"));
+            k.to_path_buf()
+        }
+    };
+    phases.mark("kernel");
+    Ok((initrd, boot_kernel))
+}
+
 /// Durations of the host-side set-up steps, written to the instance's log.
 pub(super) struct Phases {
     last: Instant,
@@ -514,22 +540,8 @@ impl Driver for Qemu {
         let dir = env.scratch.clone();
         guard.create_dir(&dir)?;
         let mut phases = Phases::new();
-        let initrd = initramfs::cached(
-            env.exe,
-            &initramfs::module_root_for(&k),
-            initramfs::VIRTIO_MODULES,
-        )?;
+        let (initrd, boot_kernel) = boot_files(env, &k, &mut phases)?;
         let image = dir.join("scratch.img");
-        phases.mark("initramfs");
-        // The uncompressed kernel entered at its PVH entry point when it has one.
-        let boot_kernel = match super::pvh::vmlinux(&k)? {
-            Ok(vmlinux) => vmlinux,
-            Err(reason) => {
-                phases.note(&format!("bzImage boot: {reason}"));
-                k.clone()
-            }
-        };
-        phases.mark("kernel");
         scratch_image(&mut guard, &image, SCRATCH_IMAGE_BYTES)?;
         phases.mark("scratch image");
         // A NIC (virtio-net on a tap in a namespace of virtmark's) only when the
