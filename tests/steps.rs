@@ -327,24 +327,38 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
             );
         }
     }
-    // 32 spinning processes compete with each neighbour's one: visibly more
-    // lost than with the limits, or (a paced load that still keeps up on two
-    // cores: 2.3% against 0.4% lost in one CI run, 10–16% in others) answered
-    // visibly later. The p99 under stress over the baseline's, per case.
+    // 32 spinning processes compete with each neighbour's one, outside any CPU
+    // share. What shows it varies from run to run on two cores, so any of three
+    // witnesses counts, each a clear multiple of the limited case:
+    // - the well-behaved lose more responses: at 500/s, 1 s windows, 2 rounds and
+    //   2 neighbours, 0.5 point is 10 of 2,000 requests (CI runs: 1.3–4.1% lost
+    //   against 0–0.2%);
+    // - or they answer visibly later (the p99 under stress over the baseline's);
+    // - or the host's own threads wait longer for a CPU: the bomb reached beyond
+    //   its instance (CI runs: 17–48 ms against 3–12 ms).
+    // With limits, 4,096 tasks throttled by their instance's CPU quota can
+    // raise the neighbours' p99 as much as the unlimited bomb does (×10.5
+    // against ×4.4 in one CI run), so the p99 alone is not enough.
     let (with, without) = (
         well_behaved(&limited, "fork"),
         well_behaved(&unlimited, "fork"),
     );
+    let of_fork = |iso: &[serde_json::Value]| iso.iter().find(|e| e["stressor"] == "fork").cloned();
     let p99_rise = |iso: &[serde_json::Value]| {
-        let e = iso.iter().find(|e| e["stressor"] == "fork").unwrap();
+        let e = of_fork(iso).unwrap();
         let p = &e["well_behaved_p99_us"];
         p[0].as_f64().unwrap_or(f64::INFINITY) / p[1].as_f64().unwrap_or(f64::INFINITY)
     };
+    let lag =
+        |iso: &[serde_json::Value]| of_fork(iso).unwrap()["host_sched_lag_ms"].as_f64().unwrap();
     let (rise_with, rise_without) = (p99_rise(&limited), p99_rise(&unlimited));
+    let (lag_with, lag_without) = (lag(&limited), lag(&unlimited));
     assert!(
-        without > with + 2.0 || (without > with && rise_without > 1.5 * rise_with),
+        without >= 2.0 * with + 0.5
+            || (without > with && rise_without > 1.5 * rise_with)
+            || lag_without > 1.5 * lag_with,
         "without limits the fork bomb must hurt the neighbours more: {without}% vs {with}% lost, \
-         p99 ×{rise_without:.2} vs ×{rise_with:.2}"
+         p99 ×{rise_without:.2} vs ×{rise_with:.2}, host lag {lag_without:.1} vs {lag_with:.1} ms"
     );
 }
 
