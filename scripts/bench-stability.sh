@@ -8,7 +8,7 @@
 # `virtmark agent`, quick preset: the sizes and 1 s duration of `virtmark run`) and
 # RUNS executions of the reference tool with the same work, alternated (virtmark first
 # in odd rounds, the reference first in even ones) so that load from other processes
-# falls on both alike. Prints the coefficient of variation (sample standard deviation
+# falls on both alike, after one warm-up round of both that is discarded. Prints the coefficient of variation (sample standard deviation
 # / mean) of each, and the goal of issue 10: virtmark's CoV at most 1.5 x the
 # reference's, and at most 2% for cpu-int, cpu-fp, mem-bw and compress. Exits 1 when
 # a goal is missed.
@@ -245,6 +245,11 @@ for w in "${pairs[@]}"; do
     IFS='|' read -r metric refname refcmd params <<<"$(pair_spec "$w")"
     setup_pair "$w"
     vs=() rs=()
+    # A warm-up round, discarded, as virtmark's runs discard their first
+    # repetition: the first execution after other work runs on cold memory
+    # (fileio: 952 MB/s, then 1,338-1,432 in the nine runs after it).
+    vm "$w" "$metric" "$params" >/dev/null
+    eval "$refcmd" >/dev/null
     for ((r = 1; r <= RUNS; r++)); do
         if ((r % 2)); then
             v=$(vm "$w" "$metric" "$params"); x=$(eval "$refcmd")
