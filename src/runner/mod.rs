@@ -350,7 +350,14 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
         if order.is_empty() {
             break;
         }
-        progress.set_total(progress.done_count() + order.len() as u64);
+        // What is left: every live cell's repetitions up to `reps`, and at least
+        // this round's one (`auto` decides about the rest as it goes), not only
+        // this round's, so that the count and the time left do not jump later.
+        let left: u64 = order
+            .iter()
+            .map(|&(wi, ti)| u64::from(r.reps.saturating_sub(cells[wi][ti].attempts).max(1)))
+            .sum();
+        progress.set_total(progress.done_count() + left);
         for (slot, &(wi, ti)) in order.iter().enumerate() {
             if s.is_interrupted() {
                 break 'rounds;
