@@ -13,12 +13,14 @@ set -euo pipefail
 #   systemd-container (nspawn), podman (with crun and conmon); libvirt-daemon-system
 #   (libvirt: libvirtd, its QEMU driver and virsh; virtmark starts a private libvirtd
 #   of its own, a host daemon the package may start is never used);
+#   bochs, bochsbios, vgabios, syslinux, mtools (bochs: its BIOSes, the boot loader
+#   of its boot disk, which mtools fills without mounting);
 #   busybox-static and cpio for scripts/bench-startup.d
 #   report browser test and screenshots: chromium (headless), fonts-dejavu-core (chart text)
 pkgs=(gcc make iperf3 fio sysbench stress-ng virt-what iproute2 crun runc runsc lxc
   openssh-server openssh-client user-mode-linux qemu-system-x86 linux-image-cloud-amd64
-  e2fsprogs docker.io systemd-container podman conmon libvirt-daemon-system busybox-static cpio chromium
-  fonts-dejavu-core)
+  e2fsprogs docker.io systemd-container podman conmon libvirt-daemon-system bochs bochsbios
+  vgabios syslinux mtools busybox-static cpio chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

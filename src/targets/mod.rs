@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ledger::{Ledger, Resource};
 
+mod bochs;
 pub mod cache;
 pub mod cgroup;
 mod docker;
@@ -86,6 +87,7 @@ pub const REGISTRY: &[&Family] = &[
     &nspawn::FAMILY,
     &podman::FAMILY,
     &libvirt::FAMILY,
+    &bochs::FAMILY,
 ];
 
 /// Every target name this build knows, for help and error messages.
