@@ -6,7 +6,9 @@
 //!
 //! Each boot costs about 20–40 s of wall time here (an interpreter running the
 //! BIOS, SYSLINUX and a whole kernel boot), so the guests get 256 MiB (less
-//! memory for the kernel to set up) and the workload runs 300 ms.
+//! memory for the kernel to set up) and the workload runs once, 300 ms of guest
+//! time — which is emulated time, and took 80–150 s of host time here (see
+//! docs/targets.md, Bochs); the run gets 10 minutes on a busy machine.
 
 mod common;
 
@@ -27,7 +29,9 @@ fn bochs_runs_cpu_int_and_leaves_nothing() {
             "-w",
             "cpu-int",
             "--reps",
-            "2",
+            "1",
+            "--discard",
+            "0",
             "--duration",
             "300ms",
             "--memory",
@@ -35,7 +39,7 @@ fn bochs_runs_cpu_int_and_leaves_nothing() {
             "--out",
             "out",
         ])
-        .timeout(Duration::from_secs(240))
+        .timeout(Duration::from_secs(600))
         .output()
         .expect("virtmark runs");
     assert!(
@@ -46,7 +50,7 @@ fn bochs_runs_cpu_int_and_leaves_nothing() {
     let r = common::results_json(&sb.run_dir("out"));
     assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{r:#}");
     let samples = r["samples"].as_array().expect("samples");
-    assert_eq!(samples.len(), 2, "{r:#}");
+    assert_eq!(samples.len(), 1, "{r:#}");
     assert!(
         samples
             .iter()
@@ -112,7 +116,20 @@ fn bochs_killed_then_cleaned_up() {
     for line in text.lines().filter(|l| l.contains("\"kind\":\"process\"")) {
         let v: serde_json::Value = serde_json::from_str(line).expect("ledger line");
         let pid = v["pid"].as_i64().expect("pid");
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        assert_ne!(comm.trim(), "bochs-bin", "bochs {pid} survived cleanup");
+        // Killed, it may take a moment to exit (its guest memory unmapped) and
+        // be reaped; a zombie runs nothing.
+        let t = Instant::now();
+        let running = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.trim() == "bochs-bin"
+                && !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
+        };
+        while running() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!running(), "bochs {pid} survived cleanup");
     }
 }
