@@ -189,6 +189,8 @@ struct Cell {
     kept: Vec<f64>,
     /// Whether the headline metric is higher-is-better.
     hib: bool,
+    /// Samples it produced (warm-ups included).
+    samples: u32,
     /// Host wall time spent on it, seconds.
     time_s: f64,
     /// Why it is not run any more (unavailable here).
@@ -241,13 +243,31 @@ fn precise(cell: &Cell, base: Option<&Cell>, precision: f64) -> bool {
     }
 }
 
+/// Why a cell that missed the deadline is not tried again, if it is not: under
+/// `auto`, when it never produced a sample on this target (the workload is too
+/// slow there for the plan's deadline: each new attempt would cost a whole
+/// deadline and a restart for the same DNR). Fixed repetitions run as planned.
+fn too_slow(cell: &Cell, auto: bool, deadline: crate::units::Dur) -> Option<String> {
+    (auto && cell.samples == 0).then(|| {
+        format!("too slow here for the plan's deadline ({deadline}): no sample, not tried again")
+    })
+}
+
 /// Apply an attempt stored before a resume to its cell, as [`overhead`] did when
 /// it was measured: a sample counts as a warm-up or a kept value, an
-/// unavailable workload stops the cell, a DNR makes the next sample a warm-up.
-fn replay(cell: &mut Cell, cold: &mut bool, restarts: &mut u64, stored: session::Stored) {
+/// unavailable workload stops the cell, a DNR makes the next sample a warm-up
+/// (and ends a cell [`too_slow`] for the deadline).
+fn replay(
+    cell: &mut Cell,
+    cold: &mut bool,
+    restarts: &mut u64,
+    stored: session::Stored,
+    r: &crate::plan::RunSection,
+) {
     cell.attempts += 1;
     match stored {
         session::Stored::Sample(sample) => {
+            cell.samples += 1;
             cell.time_s += sample.elapsed_s;
             if sample.discarded {
                 cell.warmups_due = cell.warmups_due.saturating_sub(1);
@@ -262,6 +282,9 @@ fn replay(cell: &mut Cell, cold: &mut bool, restarts: &mut u64, stored: session:
             // What ConnError other than Protocol and Interrupted records: the
             // target was restarted after it.
             "deadline" | "agent_exited" | "line_too_long" => {
+                if f.kind == "deadline" {
+                    cell.skip = cell.skip.take().or(too_slow(cell, r.auto, r.deadline));
+                }
                 *cold = true;
                 *restarts += 1;
             }
@@ -373,7 +396,13 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             // cell (as it was measured then) instead of running again, so every
             // later round sees the same state and gets the same order.
             if let Some(stored) = s.done.remove(&(tname.clone(), wname.clone(), rep)) {
-                replay(&mut cells[wi][ti], &mut cold[ti], &mut restarts[ti], stored);
+                replay(
+                    &mut cells[wi][ti],
+                    &mut cold[ti],
+                    &mut restarts[ti],
+                    stored,
+                    r,
+                );
                 progress.finish_item("measured before the resume");
                 continue;
             }
@@ -441,6 +470,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                     elapsed_s,
                     ..
                 }) => {
+                    cell.samples += 1;
                     let discarded = cell.warmups_due > 0 || cold[ti];
                     if discarded {
                         cell.warmups_due = cell.warmups_due.saturating_sub(1);
@@ -485,7 +515,13 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                 Err(e) => {
                     // DNR: the agent is stuck or gone; restart it for the next
                     // sample, which will be a warm-up again.
-                    let msg = format!("{e} (DNR); restarting the target");
+                    let mut msg = format!("{e} (DNR); restarting the target");
+                    if matches!(e, ConnError::Deadline(_)) {
+                        if let Some(why) = too_slow(cell, r.auto, r.deadline) {
+                            msg = format!("{e} (DNR): {why}");
+                            cell.skip = Some(why);
+                        }
+                    }
                     progress.warn(&format!("{tname} {wname} rep {}: {msg}", rep + 1));
                     s.store_failure(fail(e.kind(), msg))?;
                     if let Some(a) = agents[ti].take() {
@@ -593,6 +629,42 @@ mod tests {
             .filter(|&(w, t)| (w + t) % 3 != 0)
             .collect();
         assert_eq!(some, kept);
+    }
+
+    #[test]
+    fn a_workload_that_never_finished_within_the_deadline_is_not_tried_again_under_auto() {
+        let auto = crate::plan::RunSection::default();
+        let fixed = crate::plan::RunSection {
+            auto: false,
+            ..Default::default()
+        };
+        let dnr = |kind: &str| {
+            session::Stored::Failure(FailureRecord {
+                kind: kind.into(),
+                ..Default::default()
+            })
+        };
+        let (mut cold, mut restarts) = (false, 0);
+        // No sample yet, then a deadline: too slow here, said with the deadline.
+        let mut c = Cell::default();
+        replay(&mut c, &mut cold, &mut restarts, dnr("deadline"), &auto);
+        let why = c.skip.clone().expect("ended");
+        assert!(why.contains("deadline (10m)"), "{why}");
+        assert_eq!((cold, restarts), (true, 1));
+        // Fixed repetitions run as planned; a crash is not slowness; a cell that
+        // gave samples before may have hung once.
+        let mut c = Cell::default();
+        replay(&mut c, &mut cold, &mut restarts, dnr("deadline"), &fixed);
+        assert_eq!(c.skip, None);
+        let mut c = Cell::default();
+        replay(&mut c, &mut cold, &mut restarts, dnr("agent_exited"), &auto);
+        assert_eq!(c.skip, None);
+        let mut c = Cell {
+            samples: 1,
+            ..Default::default()
+        };
+        replay(&mut c, &mut cold, &mut restarts, dnr("deadline"), &auto);
+        assert_eq!(c.skip, None);
     }
 
     fn cell(kept: &[f64]) -> Cell {
