@@ -466,6 +466,49 @@ fn the_first_sample_after_a_restart_is_a_discarded_warm_up() {
 }
 
 #[test]
+fn under_auto_a_workload_too_slow_for_the_deadline_is_one_dnr_not_max_reps() {
+    let sb = Sandbox::new();
+    // dd-zero runs 3 s against a 1.5 s deadline and never gives a sample: one
+    // DNR that says why, not eight deadlines and restarts; cpu-int goes on.
+    std::fs::write(
+        sb.path().join("p.toml"),
+        "[params.dd-zero]\nduration = \"3s\"\n",
+    )
+    .unwrap();
+    sb.cmd(&[
+        "run",
+        "--plan",
+        "p.toml",
+        "-t",
+        "native",
+        "-w",
+        "dd-zero,cpu-int",
+        "--duration",
+        "200ms",
+        "--deadline",
+        "1500ms",
+        "--out",
+        "out",
+    ])
+    .timeout(std::time::Duration::from_secs(120))
+    .assert()
+    .success();
+    let j = results_json(&sb.run_dir("out"));
+    let dnr = j["failures"].as_array().unwrap();
+    assert_eq!(dnr.len(), 1, "{dnr:#?}");
+    assert_eq!(dnr[0]["workload"], "dd-zero");
+    assert_eq!(dnr[0]["kind"], "deadline");
+    let why = dnr[0]["message"].as_str().unwrap();
+    assert!(
+        why.contains("too slow here for the plan's deadline"),
+        "{why}"
+    );
+    let samples = j["samples"].as_array().unwrap();
+    assert!(samples.iter().all(|s| s["workload"] == "cpu-int"), "{j:#}");
+    assert!(samples.len() >= 4, "{j:#}");
+}
+
+#[test]
 fn plan_check_accepts_the_default_plan_and_refuses_out_of_range_parameters() {
     let sb = Sandbox::new();
     let text = String::from_utf8(
