@@ -140,6 +140,20 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 /// A number with four significant digits, without exponent for everyday ranges.
+/// A ratio to native: two decimals from 0.1 up (`0.21`, `1.07`), two significant
+/// digits below (`0.014`, `0.0039`: an emulator's or gVisor's small ratios would
+/// all read `0.00` with two decimals), or `–`.
+pub fn fmt_ratio(r: f64) -> String {
+    if !r.is_finite() {
+        "–".into()
+    } else if r > 0.0 && r < 0.1 {
+        let digits = (1.0 - r.log10().floor()).clamp(2.0, 9.0) as usize;
+        format!("{r:.digits$}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         return "–".into();
@@ -165,6 +179,18 @@ pub fn fmt_num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(fmt_ratio(1.07), "1.07");
+        assert_eq!(fmt_ratio(0.21), "0.21");
+        assert_eq!(fmt_ratio(0.1), "0.10");
+        assert_eq!(fmt_ratio(0.0136), "0.014");
+        assert_eq!(fmt_ratio(0.0039), "0.0039");
+        assert_eq!(fmt_ratio(0.002), "0.0020");
+        assert_eq!(fmt_ratio(0.0), "0.00");
+        assert_eq!(fmt_ratio(f64::NAN), "–");
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

@@ -425,14 +425,7 @@ pub fn channel_losses(t: &crate::results::TargetRecord) -> Option<String> {
     })
 }
 
-/// A ratio with two decimals (`0.21`), or `–`.
-pub fn fmt_ratio(r: f64) -> String {
-    if r.is_finite() {
-        format!("{r:.2}")
-    } else {
-        "–".into()
-    }
-}
+pub use crate::units::fmt_ratio;
 
 /// ` (75%)` when an interval's real level is below the 95% asked, else nothing.
 pub fn level_note(level: f64) -> String {

@@ -103,16 +103,6 @@ fn time_per_unit(r: &ResultEntry) -> f64 {
     }
 }
 
-/// A ratio to native with three significant digits (`0.00597`, `0.074`).
-fn fmt_ratio(r: f64) -> String {
-    if r > 0.0 && r < 0.1 {
-        let digits = (2.0 - r.log10().floor()).clamp(0.0, 9.0) as usize;
-        format!("{r:.digits$}")
-    } else {
-        crate::units::fmt_num(r)
-    }
-}
-
 /// Format nanoseconds for people.
 pub fn fmt_ns(ns: f64) -> String {
     if ns.abs() >= 1e6 {
@@ -213,7 +203,7 @@ pub fn diagnose(results: &[ResultEntry]) -> Vec<Diagnosis> {
             "{} {} ×{} native ({:.1}× the time per unit)",
             r.target,
             r.workload,
-            fmt_ratio(1.0 / measured),
+            crate::units::fmt_ratio(1.0 / measured),
             measured
         );
         let summary = match explained {
