@@ -43,6 +43,12 @@ pub enum Request {
         /// (instances of the scalability and isolation steps start together).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         barrier: bool,
+        /// Count the workload's operations (`count.*` metrics, see
+        /// [`crate::agent::counts`]). Counting slows system calls, so the host asks
+        /// for it on the first, discarded warm-up of each (target, workload) only;
+        /// without it the sample carries no counts.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        count: bool,
     },
     /// Release a `run_workload` waiting at its barrier.
     Go {
@@ -428,6 +434,7 @@ mod tests {
                 preset: Preset::Faithful,
                 peer: Some("127.0.0.1:9".into()),
                 barrier: true,
+                count: true,
             },
             Request::Go {
                 id: 7,

@@ -466,7 +466,11 @@ pub struct IsolationEntry {
 pub const BASELINE: &str = "native";
 
 /// Derive statistics for every (target, workload, metric) from the samples, in the
-/// order targets and workloads first appear.
+/// order targets and workloads first appear. Operation counts (`count.*`) are
+/// taken on the first warm-up alone (counting slows system calls: see
+/// [`crate::agent::counts`]) and are per unit of work, so they do not depend on
+/// that repetition's speed: a count without kept values is summarized from the
+/// discarded samples (`samples` then holds those, `discarded` nothing).
 pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
     // (target, workload, metric) -> (unit, hib, headline, kept, discarded)
     type Key = (String, String, String);
@@ -499,22 +503,32 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
             }
         }
     }
+    // The values a result is made of, and the discarded ones it shows beside them.
+    let used = |a: &Acc, metric: &str| -> (Vec<f64>, Vec<f64>) {
+        if a.kept.is_empty() && metric.starts_with(crate::agent::counts::PREFIX) {
+            (a.discarded.clone(), vec![])
+        } else {
+            (a.kept.clone(), a.discarded.clone())
+        }
+    };
     order
         .into_iter()
         .filter_map(|key| {
             let a = &acc[&key];
-            if a.kept.is_empty() {
+            let (kept, discarded) = used(a, &key.2);
+            if kept.is_empty() {
                 return None;
             }
-            let s = stats::summarize(&a.kept);
+            let s = stats::summarize(&kept);
             let base = (key.0 != BASELINE)
                 .then(|| acc.get(&(BASELINE.to_string(), key.1.clone(), key.2.clone())))
                 .flatten()
-                .filter(|b| !b.kept.is_empty());
+                .map(|b| used(b, &key.2).0)
+                .filter(|b| !b.is_empty());
             let (ratio, rlo, rhi, rlevel) = match base {
                 Some(b) => {
-                    let r = stats::ratio(s.median, stats::median(&b.kept), a.hib);
-                    let ci = stats::ratio_ci(&a.kept, &b.kept, a.hib, stats::LEVEL);
+                    let r = stats::ratio(s.median, stats::median(&b), a.hib);
+                    let ci = stats::ratio_ci(&kept, &b, a.hib, stats::LEVEL);
                     let (lo, hi) = if ci.exists() {
                         (ci.low, ci.high)
                     } else {
@@ -551,8 +565,8 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
                 ratio_ci_low: rlo,
                 ratio_ci_high: rhi,
                 ratio_ci_level: rlevel,
-                samples: a.kept.clone(),
-                discarded: a.discarded.clone(),
+                samples: kept,
+                discarded,
             })
         })
         .collect()
@@ -576,6 +590,31 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    /// Counts come from the counted warm-up alone: they must reach the results
+    /// (and the diagnosis), while a warm-up's headline stays out.
+    #[test]
+    fn counts_measured_on_the_warm_up_reach_the_results() {
+        let mut ss = vec![];
+        for (rep, v) in [(0, 1.0), (1, 100.0), (2, 110.0)] {
+            let mut s = sample("native", rep, v);
+            if rep == 0 {
+                s.metrics
+                    .push(Metric::lower("count.syscalls", "per MB", 3906.0));
+            }
+            ss.push(s);
+        }
+        let rs = derive_results(&ss);
+        let get = |m: &str| rs.iter().find(|r| r.metric == m);
+        let count = get("count.syscalls").expect("the warm-up's count");
+        assert_eq!((count.n, count.median), (1, 3906.0));
+        assert_eq!(count.samples, vec![3906.0]);
+        assert!(count.discarded.is_empty());
+        assert_eq!(get("throughput").unwrap().samples, vec![100.0, 110.0]);
+        // Any other metric seen only on a warm-up has no result.
+        ss[0].metrics.push(Metric::lower("other", "s", 1.0));
+        assert!(derive_results(&ss).iter().all(|r| r.metric != "other"));
     }
 
     #[test]

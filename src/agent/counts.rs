@@ -1,16 +1,24 @@
-//! Operation counts of a workload, measured while it runs: system calls, minor
-//! page faults, context switches, bytes read and written, user CPU time. They
-//! become secondary metrics of the sample, per unit of the headline metric
-//! (`count.syscalls` in `per MB`), which the diagnosis
-//! ([`crate::results::diagnosis`]) multiplies by the probes' costs.
+//! Operation counts of a workload: system calls, minor page faults, context
+//! switches, bytes read and written, user CPU time. They become secondary
+//! metrics of the sample, per unit of the headline metric (`count.syscalls` in
+//! `per MB`), which the diagnosis ([`crate::results::diagnosis`]) multiplies by
+//! the probes' costs.
 //!
-//! Sources: perf software counters for faults and context switches (where
-//! `perf_event_open` is allowed; sandboxes and unprivileged containers refuse
-//! it), else `getrusage`; system calls from `/proc/self/io` (`syscr` + `syscw`:
-//! only the read/write family, a lower bound: `send`/`recv` are not in it). The
-//! `raw_syscalls:sys_enter` tracepoint would count every call exactly, but it
-//! slowed a syscall-bound workload by a fifth where it could be opened (see
-//! [`Counter::start`]).
+//! Counts are taken only when the host asks (`count` in the request), which it
+//! does on the first, discarded warm-up repetition of each (target, workload):
+//! counting has a cost of its own, and the measured repetitions run uncounted.
+//! Counts are per unit of work, so they do not depend on the speed of the
+//! repetition that took them.
+//!
+//! Sources, best first: system calls from the `raw_syscalls:sys_enter`
+//! tracepoint (every call, exact; it sends every system call of the machine
+//! through the kernel's slow path while it is open, which is why only the
+//! warm-up is traced), else the workload's own exact count where it knows one
+//! (net-rr: one `write` and one `recv` per transaction), else `syscr` + `syscw`
+//! of `/proc/self/io` (the read/write family only, a lower bound); faults and
+//! context switches from perf software counters, else `getrusage`.
+//! `perf_event_open` needs privileges that sandboxes and unprivileged containers
+//! refuse; the diagnosis uses the native counts, taken as root.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Instant;
@@ -48,6 +56,7 @@ struct PerfAttr {
 }
 
 const PERF_TYPE_SOFTWARE: u32 = 1;
+const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
 const PERF_COUNT_SW_PAGE_FAULTS_MIN: u64 = 5;
 /// Close the counter on exec.
@@ -86,6 +95,88 @@ fn perf_read(fd: &OwnedFd) -> Option<u64> {
     let mut b = [0u8; 8];
     f.read_exact(&mut b).ok()?;
     Some(u64::from_ne_bytes(b))
+}
+
+/// The id of the `raw_syscalls:sys_enter` tracepoint, from tracefs; where tracefs
+/// is not mounted and we are root, from a tracefs mounted in a private mount
+/// namespace of a short-lived child (the mount ends with it, nothing is left).
+fn sys_enter_id() -> Option<u64> {
+    static ID: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        for p in [
+            "/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+            "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
+        ] {
+            if let Some(id) = std::fs::read_to_string(p)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return Some(id);
+            }
+        }
+        id_from_private_tracefs()
+    })
+}
+
+fn id_from_private_tracefs() -> Option<u64> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    let root = c"/";
+    let dir = c"/sys/kernel/tracing";
+    let fstype = c"tracefs";
+    let path = c"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id";
+    // SAFETY: the child makes only raw system calls (unshare, mount, open, read,
+    // write, _exit) on values prepared before the fork, and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            let mut buf = [0u8; 32];
+            let mut n = 0isize;
+            if libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    fstype.as_ptr(),
+                    dir.as_ptr(),
+                    fstype.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) == 0
+            {
+                let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+                if fd >= 0 {
+                    n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                }
+            }
+            if n > 0 {
+                libc::write(fds[1], buf.as_ptr().cast(), n as usize);
+            }
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: the parent's write end, closed once.
+    unsafe { libc::close(fds[1]) };
+    // SAFETY: the read end is ours alone from here on.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    let mut text = String::new();
+    if pid > 0 {
+        use std::io::Read;
+        let _ = std::fs::File::from(r).read_to_string(&mut text);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+    text.trim().parse().ok()
 }
 
 #[derive(Default, Clone, Copy)]
@@ -142,6 +233,17 @@ pub struct Counter {
     switches: Option<OwnedFd>,
 }
 
+/// Where one count comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// The count (`syscalls`).
+    pub count: &'static str,
+    /// Its source, for the sample's notes (`perf raw_syscalls:sys_enter`).
+    pub from: String,
+    /// Whether it counts every operation (false: a lower bound).
+    pub exact: bool,
+}
+
 /// What a workload did while it was counted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counts {
@@ -149,22 +251,18 @@ pub struct Counts {
     pub window_s: f64,
     /// Every (name, total) counted.
     pub totals: Vec<(&'static str, f64)>,
-    /// Where the figures come from.
-    pub source: String,
+    /// Where the counts that have more than one possible source come from.
+    pub sources: Vec<Source>,
 }
 
 impl Counter {
-    /// Start counting this thread and what it starts from now on.
+    /// Start counting this thread and what it starts from now on. The
+    /// `raw_syscalls:sys_enter` tracepoint, where it opens, slows every system
+    /// call of the machine until [`Counter::finish`] closes it: count only
+    /// repetitions that are not measured (measured here, 2026-11-30: native
+    /// `dd-zero` 1,792–1,854 MB/s traced against 2,293–2,317 untraced).
     pub fn start() -> Counter {
-        // No `raw_syscalls:sys_enter` counter: enabling that tracepoint sends every
-        // system call of the machine through the kernel's slow path. Measured here
-        // (2026-11-30): `virtmark run -t native -w dd-zero --reps 4` gave 1,792 and
-        // 1,854 MB/s with it, 2,293 and 2,317 MB/s with the agent unable to open it
-        // (CAP_PERFMON and CAP_SYS_ADMIN dropped), and oci:runc, where it cannot
-        // be opened, came out 1.20x native. Counts taken in some targets and not in
-        // others bias the very ratios they are meant to explain; `/proc/self/io`
-        // costs nothing and is the same everywhere.
-        let syscalls = None;
+        let syscalls = sys_enter_id().and_then(|id| perf_open(PERF_TYPE_TRACEPOINT, id));
         let faults = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS_MIN);
         let switches = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES);
         Counter {
@@ -176,43 +274,66 @@ impl Counter {
         }
     }
 
-    /// Stop and say what was counted.
+    /// Stop (closing the counters) and say what was counted.
     pub fn finish(self) -> Counts {
         let window_s = self.start.elapsed().as_secs_f64();
+        let perf = |fd: &Option<OwnedFd>| fd.as_ref().and_then(perf_read).map(|v| v as f64);
+        let (syscalls_perf, faults_perf, switches_perf) = (
+            perf(&self.syscalls),
+            perf(&self.faults),
+            perf(&self.switches),
+        );
+        // Closed before the snapshot: nothing traced after the window.
+        drop((self.syscalls, self.faults, self.switches));
         let after = snapshot();
         let d = |f: fn(&Snapshot) -> f64| (f(&after) - f(&self.before)).max(0.0);
-        let perf = |fd: &Option<OwnedFd>| fd.as_ref().and_then(perf_read).map(|v| v as f64);
-        let mut sources = Vec::new();
-        let syscalls = match perf(&self.syscalls) {
-            Some(v) => {
-                sources.push("syscalls: perf raw_syscalls:sys_enter");
-                v
-            }
-            None => {
-                sources.push("syscalls: /proc/self/io syscr+syscw (read/write family only)");
-                d(|s| s.syscr) + d(|s| s.syscw)
-            }
+        let pick = |count: &'static str,
+                    perf: Option<f64>,
+                    perf_from: &str,
+                    else_from: &str,
+                    other: f64,
+                    other_exact: bool| match perf {
+            Some(v) => (
+                v,
+                Source {
+                    count,
+                    from: perf_from.into(),
+                    exact: true,
+                },
+            ),
+            None => (
+                other,
+                Source {
+                    count,
+                    from: else_from.into(),
+                    exact: other_exact,
+                },
+            ),
         };
-        let faults = match perf(&self.faults) {
-            Some(v) => {
-                sources.push("faults: perf");
-                v
-            }
-            None => {
-                sources.push("faults: getrusage");
-                d(|s| s.minflt)
-            }
-        };
-        let switches = match perf(&self.switches) {
-            Some(v) => {
-                sources.push("switches: perf");
-                v
-            }
-            None => {
-                sources.push("switches: getrusage");
-                d(|s| s.csw)
-            }
-        };
+        let (syscalls, s1) = pick(
+            "syscalls",
+            syscalls_perf,
+            "perf raw_syscalls:sys_enter",
+            "/proc/self/io syscr+syscw (read/write family only)",
+            d(|s| s.syscr) + d(|s| s.syscw),
+            false,
+        );
+        let (faults, s2) = pick(
+            "minor_faults",
+            faults_perf,
+            "perf",
+            "getrusage",
+            d(|s| s.minflt),
+            true,
+        );
+        let (switches, s3) = pick(
+            "ctx_switches",
+            switches_perf,
+            "perf",
+            "getrusage",
+            d(|s| s.csw),
+            true,
+        );
         Counts {
             window_s,
             totals: vec![
@@ -223,7 +344,7 @@ impl Counter {
                 ("read_bytes", d(|s| s.rchar)),
                 ("write_bytes", d(|s| s.wchar)),
             ],
-            source: sources.join(", "),
+            sources: vec![s1, s2, s3],
         }
     }
 }
@@ -257,6 +378,45 @@ pub fn metrics(counts: &Counts, headline: &Metric) -> Vec<Metric> {
         .collect()
 }
 
+/// Fold what was counted into a workload's metrics, and say where each count
+/// came from. A workload that knows a count exactly reports it itself as a
+/// `count.*` metric (net-rr: its system calls per transaction); that figure is
+/// kept unless an exact counter measured the same count, and replaces a lower
+/// bound.
+pub fn merge(counts: &Counts, workload_metrics: &mut Vec<Metric>) -> String {
+    let Some(headline) = workload_metrics.first().cloned() else {
+        return String::new();
+    };
+    let mut notes = Vec::new();
+    for m in metrics(counts, &headline) {
+        let name = m.name[PREFIX.len()..].to_string();
+        let source = counts.sources.iter().find(|s| s.count == name);
+        let exact = source.is_none_or(|s| s.exact);
+        match workload_metrics.iter_mut().find(|w| w.name == m.name) {
+            Some(_) if !exact => notes.push(format!("{name}: the workload's own count")),
+            Some(own) => {
+                *own = m;
+                if let Some(s) = source {
+                    notes.push(format!("{name}: {}", s.from));
+                }
+            }
+            None => {
+                if let Some(s) = source {
+                    notes.push(format!("{name}: {}", s.from));
+                }
+                workload_metrics.push(m);
+            }
+        }
+    }
+    notes.join(", ")
+}
+
+/// Remove the counts a workload reported itself, from a repetition that was not
+/// counted: counts come from the counted warm-up alone, one source per metric.
+pub fn strip(workload_metrics: &mut Vec<Metric>) {
+    workload_metrics.retain(|m| !m.name.starts_with(PREFIX));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +430,7 @@ mod tests {
         let c = Counts {
             window_s: 2.0,
             totals: vec![("syscalls", 400.0), ("minor_faults", 0.0)],
-            source: String::new(),
+            sources: vec![],
         };
         let m = metrics(&c, &mb);
         assert_eq!(m.len(), 1, "zero counts are left out");
@@ -294,10 +454,66 @@ mod tests {
         }
         let counts = c.finish();
         let sys = counts.totals.iter().find(|t| t.0 == "syscalls").unwrap().1;
+        let source = counts
+            .sources
+            .iter()
+            .find(|s| s.count == "syscalls")
+            .unwrap();
         // perf sees every call (>= 1100); /proc/self/io only the reads (>= 100).
-        assert!(sys >= 100.0, "{sys} ({})", counts.source);
-        if counts.source.contains("perf raw_syscalls") {
+        assert!(sys >= 100.0, "{sys} ({source:?})");
+        if source.exact {
+            assert!(source.from.contains("raw_syscalls"), "{source:?}");
             assert!(sys >= 1100.0, "{sys}");
         }
+    }
+
+    fn counted(syscalls_exact: bool) -> Counts {
+        Counts {
+            window_s: 1.0,
+            totals: vec![("syscalls", 2100.0), ("ctx_switches", 1000.0)],
+            sources: vec![
+                Source {
+                    count: "syscalls",
+                    from: if syscalls_exact { "tracepoint" } else { "io" }.into(),
+                    exact: syscalls_exact,
+                },
+                Source {
+                    count: "ctx_switches",
+                    from: "perf".into(),
+                    exact: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_workloads_own_count_beats_a_lower_bound_and_yields_to_an_exact_counter() {
+        let own = || {
+            vec![
+                Metric::higher("transactions", "tx/s", 1000.0),
+                Metric::lower("count.syscalls", "per tx", 2.0),
+            ]
+        };
+        let value = |ms: &[Metric], name: &str| ms.iter().find(|m| m.name == name).unwrap().value;
+        // /proc/self/io would say 2.1 per tx: a lower bound, the workload's 2.0 stays.
+        let mut ms = own();
+        let note = merge(&counted(false), &mut ms);
+        assert_eq!(value(&ms, "count.syscalls"), 2.0);
+        assert_eq!(value(&ms, "count.ctx_switches"), 1.0);
+        assert_eq!(ms.len(), 3, "{ms:?}");
+        assert!(
+            note.contains("syscalls: the workload's own count"),
+            "{note}"
+        );
+        assert!(note.contains("ctx_switches: perf"), "{note}");
+        // The tracepoint counts every call: its 2.1 replaces the workload's figure.
+        let mut ms = own();
+        let note = merge(&counted(true), &mut ms);
+        assert_eq!(value(&ms, "count.syscalls"), 2.1);
+        assert!(note.contains("syscalls: tracepoint"), "{note}");
+        // Not counted: the workload's own count goes too.
+        let mut ms = own();
+        strip(&mut ms);
+        assert_eq!(ms.len(), 1);
     }
 }

@@ -96,6 +96,7 @@ fn serve_loop(
                 preset,
                 peer,
                 barrier,
+                count,
             } => {
                 // With a barrier, the workload's set-up is done before `ready`,
                 // so that `go` releases straight into the measured window.
@@ -115,6 +116,7 @@ fn serve_loop(
                     duration,
                     preset,
                     peer.as_deref(),
+                    count,
                     &mut at_barrier,
                 )?;
                 match answer {
@@ -212,6 +214,7 @@ fn run_workload(
     duration: Option<Dur>,
     preset: Preset,
     peer: Option<&str>,
+    count: bool,
     at_barrier: &mut dyn FnMut(&mut dyn Write) -> io::Result<bool>,
 ) -> io::Result<Option<Response>> {
     let error = |kind: &str, message: String| Response::Error {
@@ -285,9 +288,10 @@ fn run_workload(
     // measured window. Once only; `shut` when the agent must end instead.
     let started_at = std::cell::Cell::new(None);
     let begun = std::cell::Cell::new(false);
-    // Operation counts of a workload (not of a probe) over its measured window.
+    // Operation counts of a workload (not of a probe) over its window, when the
+    // host asks (on a warm-up: counting slows system calls).
     let counter = std::cell::RefCell::new(None);
-    let count = !crate::probes::is_probe(name);
+    let count = count && !crate::probes::is_probe(name);
     let begin = || -> Result<(), WorkloadError> {
         if begun.replace(true) {
             return Ok(());
@@ -334,12 +338,14 @@ fn run_workload(
     // would become `null` in JSON and the host could not read it.
     let result = result.and_then(|o| o.check_finite(name).map(|()| o));
     let result = result.map(|mut o| {
-        if let Some(c) = &counted {
-            let extra = counts::metrics(c, &o.metrics[0]);
-            if !extra.is_empty() {
-                o.metrics.extend(extra);
-                o.notes.push(format!("operation counts: {}", c.source));
+        match &counted {
+            Some(c) => {
+                let sources = counts::merge(c, &mut o.metrics);
+                if !sources.is_empty() {
+                    o.notes.push(format!("operation counts: {sources}"));
+                }
             }
+            None => counts::strip(&mut o.metrics),
         }
         o
     });
@@ -418,6 +424,49 @@ mod tests {
             _ => unreachable!(),
         }
         assert_eq!(a.last(), Some(&Response::Bye), "nothing after shutdown");
+    }
+
+    /// Counting slows system calls: only a request that asks is counted.
+    #[test]
+    fn operations_are_counted_only_when_the_request_asks() {
+        let input = "{\"v\":1,\"type\":\"run_workload\",\"id\":1,\"workload\":\"dd-zero\",\"duration\":\"100ms\",\"count\":true}\n{\"v\":1,\"type\":\"run_workload\",\"id\":2,\"workload\":\"dd-zero\",\"duration\":\"100ms\"}\n";
+        let a = answers(input);
+        let counts = |want: u64| match a
+            .iter()
+            .find(|r| matches!(r, Response::Sample { id, .. } if *id == want))
+        {
+            Some(Response::Sample { metrics, notes, .. }) => (
+                metrics
+                    .iter()
+                    .filter(|m| m.name.starts_with(counts::PREFIX))
+                    .map(|m| (m.name.clone(), m.value))
+                    .collect::<Vec<_>>(),
+                notes.clone(),
+            ),
+            other => panic!("{other:?}"),
+        };
+        let (counted, notes) = counts(1);
+        // A read and a write per 512-byte block, 3906 per MB (10^6 B), which
+        // every source sees (/proc/self/io counts both); the counted window is a
+        // little longer than the workload's, hence the margin.
+        let sys = counted
+            .iter()
+            .find(|c| c.0 == "count.syscalls")
+            .map(|c| c.1)
+            .expect("syscalls counted");
+        assert!((3700.0..4500.0).contains(&sys), "{sys} per MB ({notes:?})");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("operation counts: syscalls: ")),
+            "{notes:?}"
+        );
+        let (uncounted, notes) = counts(2);
+        assert!(uncounted.is_empty(), "{uncounted:?}");
+        assert!(
+            !notes.iter().any(|n| n.contains("operation counts")),
+            "{notes:?}"
+        );
     }
 
     #[test]

@@ -234,6 +234,7 @@ mod tests {
                     preset: Default::default(),
                     peer: None,
                     barrier: false,
+                    count: false,
                 },
                 Duration::from_secs(10),
                 &stop,

@@ -195,6 +195,8 @@ struct Cell {
     time_s: f64,
     /// Why it is not run any more (unavailable here).
     skip: Option<String>,
+    /// A warm-up sample came back counted (its operation counts, `count.*`).
+    counted: bool,
 }
 
 /// Whether a live cell gets another repetition. Fixed: exactly `reps`. Auto:
@@ -272,6 +274,7 @@ fn replay(
             if sample.discarded {
                 cell.warmups_due = cell.warmups_due.saturating_sub(1);
                 *cold = false;
+                cell.counted = true;
             } else if let Some(m) = sample.metrics.first() {
                 cell.hib = m.higher_is_better;
                 cell.kept.push(m.value);
@@ -446,6 +449,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             let agent = agents[ti].as_mut().expect("started above");
             let id = next_id;
             next_id += 1;
+            let warm_up = cells[wi][ti].warmups_due > 0 || cold[ti];
             let req = Request::RunWorkload {
                 id,
                 workload: wname.clone(),
@@ -454,6 +458,9 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                 preset: r.preset,
                 peer: agent.peer(),
                 barrier: false,
+                // The workload's operations are counted on its first warm-up only:
+                // counting slows system calls, and the sample is discarded anyway.
+                count: warm_up && !cells[wi][ti].counted,
             };
             let began = Instant::now();
             let answer = agent
@@ -471,10 +478,11 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                     ..
                 }) => {
                     cell.samples += 1;
-                    let discarded = cell.warmups_due > 0 || cold[ti];
+                    let discarded = warm_up;
                     if discarded {
                         cell.warmups_due = cell.warmups_due.saturating_sub(1);
                         cold[ti] = false;
+                        cell.counted = true;
                     } else if let Some(m) = metrics.first() {
                         cell.hib = m.higher_is_better;
                         cell.kept.push(m.value);

@@ -59,6 +59,7 @@ pub(crate) fn barrier_round(
             preset: plan.run.preset,
             peer: agent.peer(),
             barrier: true,
+            count: false,
         };
         if let Err(e) = agent.conn.send(&req) {
             out[i] = Some(Outcome::Dnr(e.to_string()));

@@ -375,10 +375,21 @@ fn rr_thread(duration: Duration, addr: SocketAddr, pin: Pinning) -> Result<Outco
             Metric::higher("transactions", "tx/s", n as f64 / secs),
             Metric::lower("mean_latency", "us", hist.mean() / 1e3),
             Metric::lower("p99_latency", "us", hist.quantile(0.99) as f64 / 1e3),
+            // Its own exact count, for where no system-call counter opens
+            // (crate::agent::counts::merge): one `write` (write_all of one byte)
+            // and one `recv` (read_exact of one byte) per transaction.
+            Metric::lower(
+                &format!("{}syscalls", crate::agent::counts::PREFIX),
+                "per tx",
+                RR_SYSCALLS_PER_TX,
+            ),
         ],
         notes,
     })
 }
+
+/// System calls net-rr's client makes per transaction: a `write` and a `recv`.
+const RR_SYSCALLS_PER_TX: f64 = 2.0;
 
 /// Log-linear latency histogram in nanoseconds: exact below 32 ns, then 32
 /// sub-buckets per power of two (relative error under 3.2%), as HdrHistogram with
