@@ -7,6 +7,13 @@ fn main() {
     {
         return;
     }
+    // Where the fork probes run: a freshly executed, small process.
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.first().map(|a| a.as_os_str())
+        == Some(std::ffi::OsStr::new(virtmark::probes::CHILD_MODE))
+    {
+        std::process::exit(virtmark::probes::child_main(&args[1..]));
+    }
     let cli = virtmark::cli::Cli::parse();
     if let Err(err) = virtmark::cli::run(cli) {
         // A closed pipe (`virtmark history | head`) is not an error worth a message.

@@ -146,6 +146,18 @@ fn dd_zero_counts_its_system_calls_and_gvisor_diagnosis_names_them() {
     .success();
     let r = results_json(&sb.run_dir("out"));
     let per_mb = metric(&r, "native", "dd-zero", "count.syscalls").expect("syscalls per MB");
+    // Counted on the warm-up alone: the measured repetitions ran untraced.
+    let counted = r["results"]
+        .as_array()
+        .and_then(|a| {
+            a.iter().find(|e| {
+                e["target"] == "native"
+                    && e["workload"] == "dd-zero"
+                    && e["metric"] == "count.syscalls"
+            })
+        })
+        .expect("the count's result");
+    assert_eq!(counted["n"], 1, "{counted}");
     let blocks = 1e6 / 512.0;
     assert!(
         per_mb >= 0.95 * 2.0 * blocks && per_mb <= 1.1 * 2.0 * blocks,
@@ -166,4 +178,26 @@ fn dd_zero_counts_its_system_calls_and_gvisor_diagnosis_names_them() {
     assert_eq!(d["by_primitive"][0]["primitive"], "syscalls", "{d}");
     let f = d["explained_fraction"].as_f64().expect("a fraction");
     assert!(f > 0.5, "the syscall model explains only {f}: {d}");
+}
+
+/// The fork probes run in a freshly executed agent, whatever the serving agent
+/// ran before: that mode measures and prints `<operations> <ns>`, and refuses
+/// what it does not know.
+#[test]
+fn the_fork_probes_child_mode_measures_and_refuses_unknown_probes() {
+    let out = Sandbox::new()
+        .cmd(&[virtmark::probes::CHILD_MODE, "fork", "20000000"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .map(|f| f.parse().expect("numbers"))
+        .collect();
+    assert!(f.len() == 2 && f[0] > 0 && f[1] > 0, "{text:?}");
+    Sandbox::new()
+        .cmd(&[virtmark::probes::CHILD_MODE, "getppid", "20000000"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("fork|fork-exec"));
 }

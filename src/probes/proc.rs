@@ -305,20 +305,27 @@ pub(super) fn signal(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     Ok(outcome(n, t, vec![]))
 }
 
-pub(super) fn fork(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
-    let (n, t) = timed(budget(ctx), 1, || {
-        // SAFETY: the child only calls _exit, which is async-signal-safe.
+/// fork + exit + wait, for `budget`: operations and their time. The child
+/// leaves through the C library's `exit`, as lmbench's `lat_proc fork` child
+/// and every ordinary program do (atexit handlers, stdio teardown: pages it
+/// writes after the fork, each a copy-on-write fault), not `_exit`.
+/// Only for [`child_main`]'s single-threaded process.
+fn fork_loop(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
+    timed(budget, 1, || {
+        // SAFETY: the forking process is single-threaded (a freshly executed
+        // agent in `child_main`, before any thread starts), so no lock that
+        // `exit` needs can be held by another thread in the child.
         match unsafe { libc::fork() } {
             -1 => Err(last_os_error("fork")),
             // SAFETY: see above.
-            0 => unsafe { libc::_exit(0) },
+            0 => unsafe { libc::exit(0) },
             pid => reap(pid, "fork"),
         }
-    })?;
-    Ok(outcome(n, t, vec![]))
+    })
 }
 
-pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+/// fork + exec of this executable with [`super::EXEC_MODE`] + wait, for `budget`.
+fn fork_exec_loop(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
     let exe = std::env::current_exe().ctx(|| "finding the agent's executable".into())?;
     let path = CString::new(exe.as_os_str().as_bytes())
         .map_err(|_| WorkloadError::Failed("the executable's path holds a NUL byte".into()))?;
@@ -326,7 +333,7 @@ pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let arg1 = CString::new(super::EXEC_MODE).expect("no NUL");
     let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
-    let (n, t) = timed(budget(ctx), 1, || {
+    timed(budget, 1, || {
         // SAFETY: the child only calls execve and _exit (async-signal-safe) with
         // pointers prepared before the fork.
         match unsafe { libc::fork() } {
@@ -338,11 +345,99 @@ pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
             },
             pid => reap(pid, "fork-exec"),
         }
-    })?;
+    })
+}
+
+/// A measuring loop: operations done within a budget, and their time.
+type Loop = fn(Duration) -> Result<(u64, Duration), WorkloadError>;
+
+/// The probes [`child_main`] runs, by name.
+const IN_FRESH_PROCESS: &[(&str, Loop)] = &[("fork", fork_loop), ("fork-exec", fork_exec_loop)];
+
+/// `virtmark --probe-child <probe> <budget ns>`: run one of the process
+/// probes (`fork`, `fork-exec`) in this freshly executed process and print
+/// `<operations> <ns>` on stdout; the exit status says whether it worked.
+pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
+    let probe = args.first().and_then(|a| a.to_str());
+    let budget = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|a| a.parse::<u64>().ok())
+        .map(Duration::from_nanos);
+    let run = IN_FRESH_PROCESS.iter().find(|(n, _)| Some(*n) == probe);
+    let (Some((_, run)), Some(budget)) = (run, budget) else {
+        eprintln!(
+            "usage: virtmark {} <{}> <budget in ns>",
+            super::CHILD_MODE,
+            IN_FRESH_PROCESS
+                .iter()
+                .map(|p| p.0)
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        return 2;
+    };
+    match run(budget) {
+        Ok((n, t)) => {
+            println!("{n} {}", t.as_nanos());
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// Run `probe` in a freshly executed agent ([`child_main`]): a process's fork
+/// copies its page tables and address-space map and tears them down again,
+/// so forking the serving agent, whose footprint grows with the workloads it
+/// ran before (heap, thread stacks, arenas), would measure its history. The
+/// fresh process has the footprint of a just-started static executable, the
+/// same in every target and every run.
+fn in_fresh_process(probe: &str, budget: Duration) -> Result<(u64, Duration), WorkloadError> {
+    let exe = std::env::current_exe().ctx(|| "finding the agent's executable".into())?;
+    let out = std::process::Command::new(&exe)
+        .arg(super::CHILD_MODE)
+        .arg(probe)
+        .arg(budget.as_nanos().to_string())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ctx(|| format!("running {} {} {probe}", exe.display(), super::CHILD_MODE))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    match (out.status.success(), fields.next(), fields.next()) {
+        (true, Some(Some(n)), Some(Some(ns))) if n > 0 => Ok((n, Duration::from_nanos(ns))),
+        _ => Err(WorkloadError::Failed(format!(
+            "{} {} {probe} ended with {} and printed {:?}: {}",
+            exe.display(),
+            super::CHILD_MODE,
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
+pub(super) fn fork(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let (n, t) = in_fresh_process("fork", budget(ctx))?;
     Ok(outcome(
         n,
         t,
-        vec![format!("executes {} {}", exe.display(), super::EXEC_MODE)],
+        vec!["forked from a freshly executed agent, not the serving one".into()],
+    ))
+}
+
+pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
+    let (n, t) = in_fresh_process("fork-exec", budget(ctx))?;
+    Ok(outcome(
+        n,
+        t,
+        vec![format!(
+            "forked from a freshly executed agent, executes the agent with {}",
+            super::EXEC_MODE
+        )],
     ))
 }
 
