@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -95,45 +94,15 @@ fn bochs_killed_then_cleaned_up() {
     if common::skip_or_require("bochs") {
         return;
     }
-    let sb = common::Sandbox::new();
-    let mut child = sb
-        .background_run("bochs", "cpu-int", "4", "2s")
-        .arg("--memory")
-        .arg("256MiB")
-        .spawn()
-        .expect("virtmark run");
-    let deadline = Instant::now() + Duration::from_secs(60);
     // Killed once Bochs runs (its process is in the ledger), mid-boot.
-    let ledger: PathBuf = loop {
-        let found = std::fs::read_dir(sb.path().join("out"))
-            .ok()
-            .and_then(|mut rd| rd.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("ledger.jsonl"))
-            .filter(|l| {
-                std::fs::read_to_string(l).is_ok_and(|t| t.contains("\"kind\":\"process\""))
-            });
-        if let Some(l) = found {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "bochs never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(2500));
-    child.kill().expect("SIGKILL virtmark");
-    child.wait().expect("reap virtmark");
-    let run_id = ledger
-        .parent()
-        .and_then(|d| d.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .expect("run id");
-    sb.cmd(&["cleanup"])
-        .timeout(Duration::from_secs(60))
-        .assert()
-        .success();
-    common::assert_nothing_left(&run_id);
+    let text = common::killed_mid_run_then_cleaned_up(
+        "bochs",
+        "cpu-int",
+        &["--memory", "256MiB"],
+        "\"kind\":\"process\"",
+        Duration::from_secs(60),
+    );
     // No Bochs of this run survives (its processes are in the ledger too).
-    let text = std::fs::read_to_string(&ledger).expect("ledger");
     for line in text.lines().filter(|l| l.contains("\"kind\":\"process\"")) {
         let v: serde_json::Value = serde_json::from_str(line).expect("ledger line");
         let pid = v["pid"].as_i64().expect("pid");

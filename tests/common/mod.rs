@@ -375,10 +375,24 @@ pub fn one_workload_leaves_nothing(
 /// (the entry of the agent's container or process) and a moment has passed,
 /// then `virtmark cleanup`: nothing of the run may remain.
 pub fn killed_then_cleaned_up(target: &str, marker: &str, timeout: Duration) {
+    killed_mid_run_then_cleaned_up(target, "dd-zero", &[], marker, timeout);
+}
+
+/// [`killed_then_cleaned_up`] of a run of `workload` with `extra` arguments;
+/// returns the run's ledger, for checks of what it recorded.
+#[allow(dead_code)]
+pub fn killed_mid_run_then_cleaned_up(
+    target: &str,
+    workload: &str,
+    extra: &[&str],
+    marker: &str,
+    timeout: Duration,
+) -> String {
     let sb = Sandbox::new();
     let registry = sb.path().join("registry");
     let mut child = sb
-        .background_run(target, "dd-zero", "4", "2s")
+        .background_run(target, workload, "4", "2s")
+        .args(extra)
         .env("VIRTMARK_REGISTRY", &registry)
         .spawn()
         .expect("virtmark run");
@@ -410,6 +424,7 @@ pub fn killed_then_cleaned_up(target: &str, marker: &str, timeout: Duration) {
         .assert()
         .success();
     assert_nothing_left(&run_id);
+    std::fs::read_to_string(&ledger).expect("ledger")
 }
 
 /// Samples in a run's `samples.csv`: distinct (run, target, workload, rep) of
