@@ -566,7 +566,18 @@ mod tests {
     #[test]
     fn rr_counts_transactions_and_latency() {
         let out = run_briefly(&NET_RR, Params::default(), Some(peer()));
-        assert_eq!(out.metrics.len(), 3);
+        let names: Vec<&str> = out.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "transactions",
+                "mean_latency",
+                "p99_latency",
+                "count.syscalls"
+            ]
+        );
+        // Its own count: one write and one recv per transaction.
+        assert_eq!(out.metrics[3].value, 2.0);
         assert!(out.notes.iter().any(|n| n.contains("pinned")));
     }
 
