@@ -45,7 +45,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::ledger::Resource;
 use super::qemu::{self, Phases, VmTeardown};
 use super::{initramfs, netns, tools, Driver, Family, Guard, Instance, StartEnv};
 
@@ -144,17 +143,7 @@ pub fn boot_image(
             .with_context(|| format!("reading {}", p.display()))
     };
     let cylinders = cylinders_for(size(kernel)? + size(initrd)?);
-    guard.create(
-        Resource::Dir {
-            path: path.to_path_buf(),
-        },
-        || {
-            let f = super::ledger::create_private_file(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            f.set_len(cylinders * CYLINDER_BYTES)
-                .with_context(|| format!("sizing {}", path.display()))
-        },
-    )?;
+    qemu::sparse_file(guard, path, cylinders * CYLINDER_BYTES)?;
     let img = path.as_os_str();
     run(
         Command::new("mformat")

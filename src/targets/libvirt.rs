@@ -485,13 +485,7 @@ impl Libvirt {
         let image = base.join("scratch.img");
         qemu::scratch_image(&mut guard, &image, qemu::SCRATCH_IMAGE_BYTES)?;
         phases.mark("scratch image");
-        let tools = if env.toolchain {
-            let img = super::toolchain::guest_image()?;
-            phases.mark("toolchain image");
-            Some(img)
-        } else {
-            None
-        };
+        let tools = qemu::toolchain_disk(env, &mut phases)?;
 
         // The daemon's network namespace: the tap and the peer's, when the run
         // has network workloads.

@@ -227,24 +227,39 @@ fn resolve(accel: Accel) -> Result<Accel> {
     }
 }
 
-/// Create a sparse file of `bytes` at `path` (recorded) and format it ext4. Lazy
-/// inode-table init makes mkfs fast; the guest mounts with `noinit_itable`, so
-/// nothing zeroes tables in the background during measurements (a sparse file
-/// reads as zeros anyway).
-pub fn scratch_image(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
+/// The host's toolchain image for the guest's second disk, when a workload
+/// compiles (marks the `toolchain image` phase); shared by `qemu` and `libvirt`.
+pub(super) fn toolchain_disk(env: &StartEnv, phases: &mut Phases) -> Result<Option<PathBuf>> {
+    if !env.toolchain {
+        return Ok(None);
+    }
+    let img = super::toolchain::guest_image()?;
+    phases.mark("toolchain image");
+    Ok(Some(img))
+}
+
+/// Create a new sparse file of `bytes` at `path`, recorded in the ledger: a new
+/// file, never a link someone planted (root formats and boots it).
+pub(super) fn sparse_file(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
     guard.create(
         Resource::Dir {
             path: path.to_path_buf(),
         },
         || {
-            // A new file, never a link someone planted (root formats it).
             let f = super::ledger::create_private_file(path)
                 .with_context(|| format!("creating {}", path.display()))?;
             f.set_len(bytes)
-                .with_context(|| format!("sizing {}", path.display()))?;
-            Ok(())
+                .with_context(|| format!("sizing {}", path.display()))
         },
-    )?;
+    )
+}
+
+/// Create a sparse file of `bytes` at `path` (recorded) and format it ext4. Lazy
+/// inode-table init makes mkfs fast; the guest mounts with `noinit_itable`, so
+/// nothing zeroes tables in the background during measurements (a sparse file
+/// reads as zeros anyway).
+pub fn scratch_image(guard: &mut Guard, path: &Path, bytes: u64) -> Result<()> {
+    sparse_file(guard, path, bytes)?;
     let out = Command::new("mkfs.ext4")
         .args([
             "-q",
@@ -557,13 +572,7 @@ impl Driver for Qemu {
         };
         phases.mark("network");
         // The host's toolchain on a second disk (/dev/vdb), when a workload compiles.
-        let tools = if env.toolchain {
-            let img = super::toolchain::guest_image()?;
-            phases.mark("toolchain image");
-            Some(img)
-        } else {
-            None
-        };
+        let tools = toolchain_disk(env, &mut phases)?;
         let log = phases.log(&env.log, self.name())?;
         let append = kernel_cmdline(&k, site.as_ref(), tools.is_some());
         let console = env.log.with_extension("console.log");
