@@ -51,6 +51,7 @@ use super::cgroup::{self, Limits};
 use super::ledger::{Resource, LIBVIRT_SOCKET};
 use super::qemu::{self, Phases};
 use super::{netns, peer, tools, Driver, Family, Guard, Instance, StartEnv, TargetKind, Teardown};
+use crate::report::svg::esc;
 
 /// The libvirt driver: a private daemon and a transient domain, or an existing
 /// domain.
@@ -146,15 +147,6 @@ fn output(mut cmd: Command, what: &str) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Text escaped for an XML attribute or element.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
 }
 
 fn esc_path(p: &Path) -> String {
