@@ -26,6 +26,15 @@ pub struct Storage {
     /// File-system type by `statfs(2)`'s magic number (`ext4`, `tmpfs`, `v9fs`…),
     /// or the magic number in hex when it is not one we know.
     pub statfs_type: String,
+    /// The file system's own mount options (mountinfo's super options:
+    /// `rw,discard,…`), empty if unknown.
+    pub options: String,
+    /// Whether an ext4 file system keeps a journal: `yes`, `none`, or empty when
+    /// unknown or not ext4 (from `/sys/fs/ext4/<device>/journal_task`). Without a
+    /// journal, ext4 does not reuse an inode freed in the last 5-30 s, and checks
+    /// each such inode it passes on every creation: disk workloads that create
+    /// files after others removed theirs slow down (docs/workloads.md).
+    pub journal: String,
 }
 
 impl Storage {
@@ -47,8 +56,13 @@ impl Storage {
         } else {
             &self.fstype
         };
+        let journal = if self.journal == "none" {
+            ", no journal"
+        } else {
+            ""
+        };
         format!(
-            "{} on {source} {fstype} mounted at {} (statfs: {})",
+            "{} on {source} {fstype}{journal} mounted at {} (statfs: {})",
             self.path,
             if self.mount_point.is_empty() {
                 "?"
@@ -73,7 +87,27 @@ pub fn of(dir: &Path) -> Storage {
         Ok(st) => magic_name(st.filesystem_type().0),
         Err(_) => String::new(),
     };
-    from_parts(&path, &mounts, statfs_type)
+    let mut st = from_parts(&path, &mounts, statfs_type);
+    if st.fstype == "ext4" {
+        st.journal = ext4_journal(&st.source, Path::new("/sys/fs/ext4"));
+    }
+    st
+}
+
+/// `yes` or `none` for the ext4 file system on device `source`, from
+/// `<sysfs_ext4>/<device name>/journal_task` (`<none>` without a journal); empty
+/// when the device or the file is not there (as in most containers).
+fn ext4_journal(source: &str, sysfs_ext4: &Path) -> String {
+    // /dev/mapper/x is a link to /dev/dm-N, the name sysfs uses.
+    let dev = std::fs::canonicalize(source).unwrap_or_else(|_| PathBuf::from(source));
+    let Some(name) = dev.file_name() else {
+        return String::new();
+    };
+    match std::fs::read_to_string(sysfs_ext4.join(name).join("journal_task")) {
+        Ok(t) if t.trim() == "<none>" => "none".into(),
+        Ok(t) if !t.trim().is_empty() => "yes".into(),
+        _ => String::new(),
+    }
 }
 
 fn absolute(dir: &Path) -> PathBuf {
@@ -106,6 +140,8 @@ fn from_parts(path: &Path, mounts: &[parse::Mount], statfs_type: String) -> Stor
         fstype: holder.map(|m| m.fstype.clone()).unwrap_or_default(),
         source: holder.map(|m| m.source.clone()).unwrap_or_default(),
         statfs_type,
+        options: holder.map(|m| m.options.join(",")).unwrap_or_default(),
+        journal: String::new(),
     }
 }
 
@@ -166,6 +202,27 @@ mod tests {
         let s = of(dir.path());
         assert!(!s.statfs_type.is_empty(), "{s:?}");
         assert!(!s.mount_point.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn an_ext4_without_a_journal_is_named() {
+        let sys = tempfile::tempdir().expect("tempdir");
+        for (dev, task) in [("vda", "<none>\n"), ("vdb", "jbd2/vdb-8\n")] {
+            std::fs::create_dir(sys.path().join(dev)).unwrap();
+            std::fs::write(sys.path().join(dev).join("journal_task"), task).unwrap();
+        }
+        assert_eq!(ext4_journal("/dev/vda", sys.path()), "none");
+        assert_eq!(ext4_journal("/dev/vdb", sys.path()), "yes");
+        assert_eq!(ext4_journal("/dev/vdc", sys.path()), "");
+        let m = parse::mountinfo(MOUNTS);
+        let mut s = from_parts(Path::new("/var/tmp/x"), &m, "ext2/3/4".into());
+        assert_eq!(s.options, "rw,discard");
+        s.journal = "none".into();
+        assert!(
+            s.describe().contains("ext4, no journal"),
+            "{}",
+            s.describe()
+        );
     }
 
     #[test]
