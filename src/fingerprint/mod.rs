@@ -203,6 +203,16 @@ pub struct Memory {
     pub total: u64,
     /// cgroup memory limit, bytes.
     pub cgroup_limit: Option<u64>,
+    /// Transparent huge pages: the mode selected in
+    /// `/sys/kernel/mm/transparent_hugepage/enabled` (`always`, `madvise`, `never`).
+    pub thp: String,
+    /// A virtio balloon reports free pages to the hypervisor
+    /// (VIRTIO_BALLOON_F_REPORTING): freed memory goes back to the host, and the
+    /// next touch of it costs the host a fault.
+    pub free_page_reporting: bool,
+    /// Proactive reclaim running in this kernel (DAMON schemes): what it does to
+    /// which memory, e.g. `DAMON pageout of memory idle for 60 s`; empty if none.
+    pub proactive_reclaim: String,
 }
 
 /// Whether this environment can run KVM guests itself.
@@ -301,6 +311,69 @@ const RELEVANT_FLAGS: &[&str] = &[
 /// Collect the fingerprint of the current environment.
 pub fn collect() -> Fingerprint {
     collect_from(&source::Host)
+}
+
+/// The bracketed choice of a sysfs selection (`always [madvise] never` → `madvise`).
+fn selected(text: &str) -> String {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether a virtio balloon (device id 5) offers free page reporting (feature bit
+/// 5 of its `features`, a string of 0s and 1s, bit 0 first).
+fn free_page_reporting(src: &dyn source::Source) -> bool {
+    (0..64).any(|i| {
+        let dev = format!("/sys/bus/virtio/devices/virtio{i}");
+        read_trim(src, &format!("{dev}/device")) == "0x0005"
+            && read_trim(src, &format!("{dev}/features")).as_bytes().get(5) == Some(&b'1')
+    })
+}
+
+/// DAMON-based reclaim running here: the `damon_reclaim` module, or running
+/// kdamonds with `pageout` or `lru_deprio` schemes (their minimum age in seconds
+/// when it can be read).
+fn proactive_reclaim(src: &dyn source::Source) -> String {
+    if read_trim(src, "/sys/module/damon_reclaim/parameters/enabled") == "Y" {
+        return "DAMON_RECLAIM: pageout of cold memory".into();
+    }
+    let admin = "/sys/kernel/mm/damon/admin/kdamonds";
+    let n: usize = read_trim(src, &format!("{admin}/nr_kdamonds"))
+        .parse()
+        .unwrap_or(0);
+    let mut found = Vec::new();
+    for k in 0..n.min(16) {
+        if read_trim(src, &format!("{admin}/{k}/state")) != "on" {
+            continue;
+        }
+        let ctx = format!("{admin}/{k}/contexts/0");
+        let aggr_us: u64 = read_trim(src, &format!("{ctx}/monitoring_attrs/intervals/aggr_us"))
+            .parse()
+            .unwrap_or(0);
+        for sc in 0..16 {
+            let scheme = format!("{ctx}/schemes/{sc}");
+            let action = read_trim(src, &format!("{scheme}/action"));
+            if action.is_empty() {
+                break;
+            }
+            if action != "pageout" && action != "lru_deprio" {
+                continue;
+            }
+            let age: u64 = read_trim(src, &format!("{scheme}/access_pattern/age/min"))
+                .parse()
+                .unwrap_or(0);
+            found.push(if age > 0 && aggr_us > 0 {
+                format!(
+                    "DAMON {action} of memory idle for {} s",
+                    age * aggr_us / 1_000_000
+                )
+            } else {
+                format!("DAMON {action}")
+            });
+        }
+    }
+    found.join("; ")
 }
 
 fn read_trim(src: &dyn source::Source, path: &str) -> String {
@@ -489,6 +562,12 @@ fn collect_from(src: &dyn source::Source) -> Fingerprint {
         memory: Memory {
             total: mem_total,
             cgroup_limit: cgroup.memory_max,
+            thp: selected(&read_trim(
+                src,
+                "/sys/kernel/mm/transparent_hugepage/enabled",
+            )),
+            free_page_reporting: free_page_reporting(src),
+            proactive_reclaim: proactive_reclaim(src),
         },
         cgroup,
         dmi,
@@ -650,6 +729,45 @@ mod tests {
         assert_eq!(fp.virtualization, "none");
         assert!(fp.layers.is_empty());
         assert!(!fp.summary().is_empty());
+    }
+
+    #[test]
+    fn memory_management_that_moves_figures_is_recorded() {
+        let d = "/sys/kernel/mm/damon/admin/kdamonds";
+        let fake = Fake::default()
+            .file(
+                "/sys/kernel/mm/transparent_hugepage/enabled",
+                "always [madvise] never\n",
+            )
+            .file("/sys/bus/virtio/devices/virtio0/device", "0x0002\n")
+            .file("/sys/bus/virtio/devices/virtio0/features", "111111\n")
+            .file("/sys/bus/virtio/devices/virtio1/device", "0x0005\n")
+            .file("/sys/bus/virtio/devices/virtio1/features", "0110010000\n")
+            .file(&format!("{d}/nr_kdamonds"), "1\n")
+            .file(&format!("{d}/0/state"), "on\n")
+            .file(
+                &format!("{d}/0/contexts/0/monitoring_attrs/intervals/aggr_us"),
+                "5000000\n",
+            )
+            .file(&format!("{d}/0/contexts/0/schemes/0/action"), "pageout\n")
+            .file(
+                &format!("{d}/0/contexts/0/schemes/0/access_pattern/age/min"),
+                "12\n",
+            );
+        let m = collect_from(&fake).memory;
+        assert_eq!(m.thp, "madvise");
+        assert!(m.free_page_reporting);
+        assert_eq!(m.proactive_reclaim, "DAMON pageout of memory idle for 60 s");
+        // A balloon without the reporting bit, and no DAMON: nothing claimed.
+        let plain = Fake::default()
+            .file("/sys/bus/virtio/devices/virtio1/device", "0x0005\n")
+            .file("/sys/bus/virtio/devices/virtio1/features", "0110000000\n");
+        let m = collect_from(&plain).memory;
+        assert!(!m.free_page_reporting);
+        assert!(m.proactive_reclaim.is_empty());
+        assert!(collect_from(&fake)
+            .summary()
+            .contains("free page reporting to the hypervisor on"));
     }
 
     #[test]

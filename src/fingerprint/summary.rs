@@ -111,6 +111,20 @@ pub fn render(fp: &Fingerprint) -> String {
             or_none(fp.memory.cgroup_limit.map(size))
         ),
     );
+    let m = &fp.memory;
+    line(
+        "memory mgmt",
+        format!(
+            "transparent huge pages {}; free page reporting to the hypervisor {}; proactive reclaim {}",
+            if m.thp.is_empty() { "?" } else { &m.thp },
+            if m.free_page_reporting { "on" } else { "off" },
+            if m.proactive_reclaim.is_empty() {
+                "none"
+            } else {
+                &m.proactive_reclaim
+            }
+        ),
+    );
     line("kernel", fp.kernel.clone());
     line("clock source", {
         let mut s = fp.clocksource.clone();
