@@ -312,8 +312,7 @@ fn run_workload(
         }
         // The file system settles before the window: what earlier samples (and this
         // one's set-up) left dirty is written back now, not while this one is timed.
-        let settle = settle(&scratch);
-        settled.set(Some(settle));
+        settled.set(Some(settle(&scratch)));
         let go = {
             let mut o = out_cell.borrow_mut();
             let mut b = barrier_cell.borrow_mut();
@@ -365,7 +364,7 @@ fn run_workload(
             }
             None => counts::strip(&mut o.metrics),
         }
-        match settled.get() {
+        match settled.take() {
             Some(Ok(())) => o
                 .notes
                 .push("scratch file system synced (syncfs) before the window, untimed".into()),
@@ -409,12 +408,9 @@ fn unix_now() -> Option<f64> {
 /// writeback of what its predecessors and its own set-up left dirty, and an
 /// inode-table block left dirty keeps freed inodes out of reuse for 30 s instead
 /// of 5 on an ext4 without a journal (see [`leftovers`]).
-fn settle(dir: &Path) -> Result<(), nix::Error> {
-    let d = std::fs::File::open(dir).map_err(|e| {
-        e.raw_os_error()
-            .map_or(nix::Error::EIO, nix::Error::from_raw)
-    })?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d))
+fn settle(dir: &Path) -> io::Result<()> {
+    let d = std::fs::File::open(dir)?;
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)).map_err(io::Error::from)
 }
 
 fn scratch_dir(root: &Path, name: &str, id: u64) -> PathBuf {

@@ -339,18 +339,14 @@ fn proactive_reclaim(src: &dyn source::Source) -> String {
         return "DAMON_RECLAIM: pageout of cold memory".into();
     }
     let admin = "/sys/kernel/mm/damon/admin/kdamonds";
-    let n: usize = read_trim(src, &format!("{admin}/nr_kdamonds"))
-        .parse()
-        .unwrap_or(0);
+    let n = read_u64(src, &format!("{admin}/nr_kdamonds"));
     let mut found = Vec::new();
     for k in 0..n.min(16) {
         if read_trim(src, &format!("{admin}/{k}/state")) != "on" {
             continue;
         }
         let ctx = format!("{admin}/{k}/contexts/0");
-        let aggr_us: u64 = read_trim(src, &format!("{ctx}/monitoring_attrs/intervals/aggr_us"))
-            .parse()
-            .unwrap_or(0);
+        let aggr_us = read_u64(src, &format!("{ctx}/monitoring_attrs/intervals/aggr_us"));
         for sc in 0..16 {
             let scheme = format!("{ctx}/schemes/{sc}");
             let action = read_trim(src, &format!("{scheme}/action"));
@@ -360,9 +356,7 @@ fn proactive_reclaim(src: &dyn source::Source) -> String {
             if action != "pageout" && action != "lru_deprio" {
                 continue;
             }
-            let age: u64 = read_trim(src, &format!("{scheme}/access_pattern/age/min"))
-                .parse()
-                .unwrap_or(0);
+            let age = read_u64(src, &format!("{scheme}/access_pattern/age/min"));
             found.push(if age > 0 && aggr_us > 0 {
                 format!(
                     "DAMON {action} of memory idle for {} s",
@@ -374,6 +368,11 @@ fn proactive_reclaim(src: &dyn source::Source) -> String {
         }
     }
     found.join("; ")
+}
+
+/// A number from a sysfs file; 0 when absent or unreadable.
+fn read_u64(src: &dyn source::Source, path: &str) -> u64 {
+    read_trim(src, path).parse().unwrap_or(0)
 }
 
 fn read_trim(src: &dyn source::Source, path: &str) -> String {
