@@ -306,27 +306,6 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
         assert!(d <= 5.0, "{st}: the well-behaved lost {d}% with limits");
     }
 
-    let (unlimited, _) = isolate_bombs_on_ns(true);
-    let notes = unlimited
-        .iter()
-        .find(|e| e["stressor"] == "memory")
-        .unwrap()["stressor_notes"]
-        .to_string();
-    assert!(
-        notes.contains("memory cap"),
-        "without limits only the stressor's own cap stops the memory bomb: {notes}"
-    );
-    for (label, iso) in [("with limits", &limited), ("--no-limits", &unlimited)] {
-        for e in iso {
-            eprintln!(
-                "{label}: {}: well-behaved {} misbehaving {} host lag {} ms",
-                e["stressor"],
-                e["degradation"]["well_behaved"],
-                e["degradation"]["misbehaving"],
-                e["host_sched_lag_ms"]
-            );
-        }
-    }
     // 32 spinning processes compete with each neighbour's one, outside any CPU
     // share. What shows it varies from run to run on two cores, so any of three
     // witnesses counts, each a clear multiple of the limited case:
@@ -339,10 +318,11 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
     // With limits, 4,096 tasks throttled by their instance's CPU quota can
     // raise the neighbours' p99 as much as the unlimited bomb does (×10.5
     // against ×4.4 in one CI run), so the p99 alone is not enough.
-    let (with, without) = (
-        well_behaved(&limited, "fork"),
-        well_behaved(&unlimited, "fork"),
-    );
+    // Even so, a paced server's wake-ups can win the CPU from 32 spinners for a
+    // whole run (one CI run: 0% lost, p99 ×2.27 against ×2.26, host lag 4.1
+    // against 7.9 ms, while the bomb's own instance lost 72.6%): the run is
+    // repeated, up to three times, until one shows a witness. That the limits
+    // were lifted at all is checked on every run, from the stressors' notes.
     let of_fork = |iso: &[serde_json::Value]| iso.iter().find(|e| e["stressor"] == "fork").cloned();
     let p99_rise = |iso: &[serde_json::Value]| {
         let e = of_fork(iso).unwrap();
@@ -351,14 +331,46 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
     };
     let lag =
         |iso: &[serde_json::Value]| of_fork(iso).unwrap()["host_sched_lag_ms"].as_f64().unwrap();
-    let (rise_with, rise_without) = (p99_rise(&limited), p99_rise(&unlimited));
-    let (lag_with, lag_without) = (lag(&limited), lag(&unlimited));
-    assert!(
-        without >= 2.0 * with + 0.5
+    let with = well_behaved(&limited, "fork");
+    let (rise_with, lag_with) = (p99_rise(&limited), lag(&limited));
+    let mut tried = Vec::new();
+    for _ in 0..3 {
+        let (unlimited, _) = isolate_bombs_on_ns(true);
+        for (st, cap) in [("memory", "memory cap"), ("fork", "pids cap")] {
+            let notes = unlimited.iter().find(|e| e["stressor"] == st).unwrap()["stressor_notes"]
+                .to_string();
+            assert!(
+                notes.contains(cap),
+                "without limits only the stressor's own cap stops the {st} bomb: {notes}"
+            );
+        }
+        for (label, iso) in [("with limits", &limited), ("--no-limits", &unlimited)] {
+            for e in iso {
+                eprintln!(
+                    "{label}: {}: well-behaved {} misbehaving {} host lag {} ms",
+                    e["stressor"],
+                    e["degradation"]["well_behaved"],
+                    e["degradation"]["misbehaving"],
+                    e["host_sched_lag_ms"]
+                );
+            }
+        }
+        let without = well_behaved(&unlimited, "fork");
+        let (rise_without, lag_without) = (p99_rise(&unlimited), lag(&unlimited));
+        if without >= 2.0 * with + 0.5
             || (without > with && rise_without > 1.5 * rise_with)
-            || lag_without > 1.5 * lag_with,
-        "without limits the fork bomb must hurt the neighbours more: {without}% vs {with}% lost, \
-         p99 ×{rise_without:.2} vs ×{rise_with:.2}, host lag {lag_without:.1} vs {lag_with:.1} ms"
+            || lag_without > 1.5 * lag_with
+        {
+            return;
+        }
+        tried.push(format!(
+            "{without}% lost, p99 ×{rise_without:.2}, host lag {lag_without:.1} ms"
+        ));
+    }
+    panic!(
+        "without limits the fork bomb must hurt the neighbours more than with them \
+         ({with}% lost, p99 ×{rise_with:.2}, host lag {lag_with:.1} ms) in one of three runs: {}",
+        tried.join("; ")
     );
 }
 
