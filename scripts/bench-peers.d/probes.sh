@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peer check for the probes: virtmark's getppid, ctx-switch and fork probes
-# against lmbench's `lat_syscall null`, `lat_ctx -s 0 2` (pinned to one CPU with
-# taskset, as the probe pins itself) and `lat_proc fork`, natively, side by
+# against lmbench's `lat_syscall null`, `lat_ctx -s 0 2` and `lat_proc fork`
+# (both pinned to one CPU with taskset, as the two probes pin themselves), natively, side by
 # side, ROUNDS alternating rounds; medians compared. The figure checked is the
 # agreement, the smaller of virtmark/lmbench and lmbench/virtmark: goal 0.8,
 # that is within 25% either way.
@@ -61,7 +61,7 @@ for _ in $(seq "$rounds"); do
     vm[ctx-switch]+="$(probe_us ctx-switch) "
     ref[ctx-switch]+="$(taskset -c 0 "$L/lat_ctx" -s 0 2 2>&1 | awk '$1 == 2 { print $2 }') "
     vm[fork]+="$(probe_us fork) "
-    ref[fork]+="$("$L/lat_proc" fork 2>&1 | awk '/fork\+exit/ { print $3 }') "
+    ref[fork]+="$(taskset -c 0 "$L/lat_proc" fork 2>&1 | awk '/fork\+exit/ { print $3 }') "
 done
 
 for k in getppid ctx-switch fork; do

@@ -355,8 +355,9 @@ type Loop = fn(Duration) -> Result<(u64, Duration), WorkloadError>;
 const IN_FRESH_PROCESS: &[(&str, Loop)] = &[("fork", fork_loop), ("fork-exec", fork_exec_loop)];
 
 /// `virtmark --probe-child <probe> <budget ns>`: run one of the process
-/// probes (`fork`, `fork-exec`) in this freshly executed process and print
-/// `<operations> <ns>` on stdout; the exit status says whether it worked.
+/// probes (`fork`, `fork-exec`) in this freshly executed process, pinned to one
+/// CPU, and print `<operations> <ns> <cpu>` on stdout (`-` for the CPU when it
+/// could not be pinned); the exit status says whether it worked.
 pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
     let probe = args.first().and_then(|a| a.to_str());
     let budget = args
@@ -377,9 +378,15 @@ pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
         );
         return 2;
     };
+    // One CPU for the forking process and, inherited, its children: a child
+    // the scheduler puts on another CPU costs a cross-CPU wake-up (an IPI,
+    // itself an exit under a hypervisor) at its exit, on some forks and not
+    // others. Natively here that spread unpinned forks over 73–85 µs, against
+    // 58–59 µs pinned. This process ends with the probe: nothing to restore.
+    let cpu = pin_to_one_cpu().map_or_else(|| "-".to_string(), |(_, c)| c.to_string());
     match run(budget) {
         Ok((n, t)) => {
-            println!("{n} {}", t.as_nanos());
+            println!("{n} {} {cpu}", t.as_nanos());
             0
         }
         Err(e) => {
@@ -395,7 +402,7 @@ pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
 /// ran before (heap, thread stacks, arenas), would measure its history. The
 /// fresh process has the footprint of a just-started static executable, the
 /// same in every target and every run.
-fn in_fresh_process(probe: &str, budget: Duration) -> Result<(u64, Duration), WorkloadError> {
+fn in_fresh_process(probe: &str, budget: Duration) -> Result<Fresh, WorkloadError> {
     let exe = std::env::current_exe().ctx(|| "finding the agent's executable".into())?;
     let out = std::process::Command::new(&exe)
         .arg(super::CHILD_MODE)
@@ -406,9 +413,14 @@ fn in_fresh_process(probe: &str, budget: Duration) -> Result<(u64, Duration), Wo
         .output()
         .ctx(|| format!("running {} {} {probe}", exe.display(), super::CHILD_MODE))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    match (out.status.success(), fields.next(), fields.next()) {
-        (true, Some(Some(n)), Some(Some(ns))) if n > 0 => Ok((n, Duration::from_nanos(ns))),
+    let mut fields = text.split_whitespace();
+    let mut number = || fields.next().map(|f| f.parse::<u64>().ok());
+    match (out.status.success(), number(), number(), number()) {
+        (true, Some(Some(n)), Some(Some(ns)), Some(cpu)) if n > 0 => Ok(Fresh {
+            ops: n,
+            time: Duration::from_nanos(ns),
+            cpu,
+        }),
         _ => Err(WorkloadError::Failed(format!(
             "{} {} {probe} ended with {} and printed {:?}: {}",
             exe.display(),
@@ -420,25 +432,36 @@ fn in_fresh_process(probe: &str, budget: Duration) -> Result<(u64, Duration), Wo
     }
 }
 
+/// What [`child_main`] reported: operations, their time, and the CPU it
+/// pinned itself to (`None`: it could not).
+struct Fresh {
+    ops: u64,
+    time: Duration,
+    cpu: Option<u64>,
+}
+
+impl Fresh {
+    fn outcome(self, what: String) -> Outcome {
+        let placement = match self.cpu {
+            Some(c) => format!("parent and children pinned to CPU {c}: no cross-CPU wake-up"),
+            None => {
+                "not pinned (the affinity could not be set): the scheduler placed each child".into()
+            }
+        };
+        outcome(self.ops, self.time, vec![what, placement])
+    }
+}
+
 pub(super) fn fork(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
-    let (n, t) = in_fresh_process("fork", budget(ctx))?;
-    Ok(outcome(
-        n,
-        t,
-        vec!["forked from a freshly executed agent, not the serving one".into()],
-    ))
+    Ok(in_fresh_process("fork", budget(ctx))?
+        .outcome("forked from a freshly executed agent, not the serving one".into()))
 }
 
 pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
-    let (n, t) = in_fresh_process("fork-exec", budget(ctx))?;
-    Ok(outcome(
-        n,
-        t,
-        vec![format!(
-            "forked from a freshly executed agent, executes the agent with {}",
-            super::EXEC_MODE
-        )],
-    ))
+    Ok(in_fresh_process("fork-exec", budget(ctx))?.outcome(format!(
+        "forked from a freshly executed agent, executes the agent with {}",
+        super::EXEC_MODE
+    )))
 }
 
 /// A listener on the target's loopback.
