@@ -193,8 +193,8 @@ fn dd_zero_counts_its_system_calls_and_gvisor_diagnosis_names_them() {
 }
 
 /// The fork probes run in a freshly executed agent, whatever the serving agent
-/// ran before: that mode measures and prints `<operations> <ns>`, and refuses
-/// what it does not know.
+/// ran before: that mode pins itself to one CPU, measures and prints
+/// `<operations> <ns> <cpu>`, and refuses what it does not know.
 #[test]
 fn the_fork_probes_child_mode_measures_and_refuses_unknown_probes() {
     let out = Sandbox::new()
@@ -204,9 +204,15 @@ fn the_fork_probes_child_mode_measures_and_refuses_unknown_probes() {
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
     let f: Vec<u64> = text
         .split_whitespace()
-        .map(|f| f.parse().expect("numbers"))
+        .map(|f| {
+            f.parse()
+                .expect("numbers: a root test process can always be pinned")
+        })
         .collect();
-    assert!(f.len() == 2 && f[0] > 0 && f[1] > 0, "{text:?}");
+    assert!(f.len() == 3 && f[0] > 0 && f[1] > 0, "{text:?}");
+    // The CPU it pinned itself to is one this process may run on.
+    let ours = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    assert!(ours.is_set(f[2] as usize).unwrap_or(false), "{text:?}");
     Sandbox::new()
         .cmd(&[virtmark::probes::CHILD_MODE, "getppid", "20000000"])
         .assert()
