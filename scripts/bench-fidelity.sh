@@ -24,8 +24,14 @@
 #   then reaches no disk), which is not what virtmark's gvisor target measures — its
 #   scratch is a bind mount of a host directory served by the gofer, so both write
 #   through gVisor to the same host file system here.
-# The containers run by crun, runc and LXC and the VMs (UML, QEMU) have their own
-# root file systems without these tools: they are listed as not compared.
+# - oci:runc, oci:crun: `<runtime> run` of a bundle whose read-only root holds the
+#   host's /usr (and /etc) bound in, as virtmark's OCI targets bind the host's
+#   toolchain, with new pid, ipc, uts, mount and network namespaces and a 2 GiB
+#   memory limit (virtmark's default for every target); the files directory is
+#   bound read-write at /work;
+# - lxc: `lxc-execute` of the same root, binds and limit.
+# The VMs (UML, QEMU) have their own kernels and root file systems, reached only
+# through the agent, which runs no other program: they are listed as not compared.
 #
 # Files are written under SCRATCH (default /var/tmp), on the same file system as
 # virtmark's scratch (its default, $VIRTMARK_SCRATCH, is /var/tmp too). ROUNDS
@@ -53,7 +59,10 @@ for t in sysbench:sysbench gcc:gcc fio:fio python3:python3 unshare:util-linux; d
 done
 
 T=$(mktemp -d "${SCRATCH:-/var/tmp}/bench-fidelity.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+# crun's memory cgroup on a hybrid host (see oci_run), removed at exit.
+CRUN_CG=/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)/bench-fidelity-$$
+CRUN_CG=${CRUN_CG//\/\//\/}
+trap 'rm -rf "$T"; [[ -d $CRUN_CG ]] && rmdir "$CRUN_CG"' EXIT
 trap 'exit 130' INT TERM
 gcc -O3 -DSTREAM_ARRAY_SIZE=10000000 -DNTIMES=30 -o "$T/stream_ref" "$HERE/stream_ref.c" -lm
 
@@ -91,23 +100,128 @@ once "$1"
 EOF
 chmod +x "$T/ref.sh"
 
+# The containers' root: mount points for the binds, and the host's merged-/usr
+# links (/bin -> usr/bin, ...) where the host has them.
+mkroot() {
+    local root=$T/root d
+    mkdir -p "$root"/{usr,etc,work,proc,dev,sys,tmp}
+    for d in bin sbin lib lib64; do
+        if [[ -L /$d ]]; then
+            ln -sfn "$(readlink "/$d")" "$root/$d"
+        elif [[ -d /$d ]]; then
+            echo "bench-fidelity: /$d is a directory, not a link into /usr: containers would miss it" >&2
+            exit 1
+        fi
+    done
+}
+
+oci_run() { # oci_run <runtime> <tool>: the reference in a container of <runtime>
+    local b=$T/bundle id
+    mkdir -p "$b"
+    python3 - "$T" "$2" >"$b/config.json" <<'PY'
+import json, sys
+t, tool = sys.argv[1], sys.argv[2]
+# The capabilities virtmark's OCI targets give the agent (src/targets/oci.rs).
+caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL"]
+bind = lambda src, dst, mode: {"destination": dst, "type": "bind", "source": src,
+                               "options": ["rbind", mode, "nosuid", "nodev"]}
+print(json.dumps({
+    "ociVersion": "1.0.2",
+    "process": {"terminal": False, "user": {"uid": 0, "gid": 0},
+                "args": ["/bin/sh", "/work/ref.sh", tool, "/work"], "cwd": "/work",
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "capabilities": {k: caps for k in ["bounding", "effective", "permitted"]},
+                "noNewPrivileges": True},
+    "root": {"path": t + "/root", "readonly": True},
+    "hostname": "bench-fidelity",
+    "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=1777"]},
+        bind("/usr", "/usr", "ro"), bind("/etc", "/etc", "ro"), bind(t, "/work", "rw"),
+    ],
+    "linux": {
+        "namespaces": [{"type": n} for n in ["pid", "ipc", "uts", "mount", "network"]],
+        # The runtime's default devices (null, zero, full, random, urandom, tty)
+        # and nothing else.
+        "resources": {"devices": [{"allow": False, "access": "rwm"}],
+                      "memory": {"limit": 2 << 30}},
+    },
+}))
+PY
+    id=bench-fidelity-$$
+    if [[ $1 == crun && -d /sys/fs/cgroup/unified && -d /sys/fs/cgroup/memory ]]; then
+        # crun refuses a hybrid cgroup host unless the v2 tree is hidden, and then
+        # cannot make the cgroups itself: as virtmark's oci:crun does, the
+        # container runs in a memory cgroup made here, crun told to leave cgroups
+        # alone.
+        (
+            echo "$BASHPID" >"$CRUN_CG/cgroup.procs"
+            exec unshare --mount sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified &&
+                exec crun --cgroup-manager=disabled run --bundle "$1" "$2"' sh "$b" "$id"
+        ) 2>>"$T/oci.err"
+    else
+        "$1" run --bundle "$b" "$id" 2>>"$T/oci.err"
+    fi
+}
+
+lxc_run() { # lxc_run <tool>: the reference in an LXC application container
+    local name=bench-fidelity-$$ conf=$T/lxc.conf
+    cat >"$conf" <<CONF
+lxc.uts.name = $name
+lxc.rootfs.path = dir:$T/root
+lxc.apparmor.profile = unconfined
+lxc.environment = PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+lxc.net.0.type = empty
+lxc.mount.auto = proc:mixed sys:ro
+lxc.autodev = 1
+lxc.mount.entry = /usr usr none bind,ro 0 0
+lxc.mount.entry = /etc etc none bind,ro 0 0
+lxc.mount.entry = $T work none bind,rw 0 0
+$(if [[ -d /sys/fs/cgroup/memory ]]; then echo "lxc.cgroup.memory.limit_in_bytes = $((2 << 30))"; else echo "lxc.cgroup2.memory.max = $((2 << 30))"; fi)
+lxc.log.level = ERROR
+CONF
+    mkdir -p "$T/lxcpath"
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin lxc-execute -P "$T/lxcpath" -n "$name" -f "$conf" -- \
+        /bin/sh /work/ref.sh "$1" /work 2>>"$T/lxc.err"
+}
+
 in_target() { # in_target <target> <tool>
     case $1 in
     native) "$T/ref.sh" "$2" "$T" ;;
     ns) unshare --mount --pid --uts --ipc --fork --mount-proc "$T/ref.sh" "$2" "$T" ;;
     gvisor) (cd "$T" && runsc --platform=ptrace --network=none do -force-overlay=false "$T/ref.sh" "$2" "$T" 2>>"$T/runsc.err") ;;
+    oci:runc) oci_run runc "$2" ;;
+    oci:crun) oci_run crun "$2" ;;
+    lxc) lxc_run "$2" ;;
     esac
 }
 
-want=${TARGETS:-ns,gvisor}
+want=${TARGETS:-ns,gvisor,oci:runc,oci:crun,lxc}
 targets=(native)
+have() { # have <target> <command>
+    if command -v "$2" >/dev/null; then targets+=("$1"); else echo "# $1: $2 is not installed, not compared"; fi
+}
 for t in ${want//,/ }; do
     case $t in
     ns) targets+=(ns) ;;
-    gvisor) command -v runsc >/dev/null && targets+=(gvisor) || echo "# gvisor: runsc is not installed, not compared" ;;
-    *) echo "# $t: the reference tools cannot run inside it (own root file system without them), not compared" ;;
+    gvisor) have gvisor runsc ;;
+    oci:runc) have oci:runc runc ;;
+    oci:crun) have oci:crun crun ;;
+    lxc) have lxc lxc-execute ;;
+    *) echo "# $t: the reference tools cannot run inside it (its own kernel and root file system, reached only through the agent), not compared" ;;
     esac
 done
+mkroot
+if [[ " ${targets[*]} " == *" oci:crun "* && -d /sys/fs/cgroup/unified && -d /sys/fs/cgroup/memory ]]; then
+    mkdir "$CRUN_CG"
+    echo $((2 << 30)) >"$CRUN_CG/memory.limit_in_bytes"
+fi
 workloads=(cpu-int mem-bw fileio dd-zero)
 echo "# bench-fidelity: targets ${targets[*]}, $ROUNDS rounds, files in $T, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -120,7 +234,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
             v=$(in_target "$t" "$w") || true
             if [[ -z $v ]]; then
                 echo "bench-fidelity: $w gave no figure in $t" >&2
-                [[ -s $T/runsc.err ]] && tail -5 "$T/runsc.err" >&2
+                for e in runsc oci lxc; do [[ -s $T/$e.err ]] && tail -5 "$T/$e.err" >&2; done
                 exit 1
             fi
             ref[$t.$w]+="$v "
