@@ -2,9 +2,9 @@
 //!
 //! Removing a sample's many small files right after it makes the next samples
 //! slower, and by a varying amount, on an ext4 without a journal (this machine's
-//! root file system): there, a new inode is never one freed in the last 5 s (30 s
-//! while its inode-table block is dirty), and `recently_deleted()` checks every
-//! such free inode it passes on each creation. Measured here: 2,000 files created
+//! root file system): there, a new inode is never one freed in the last 60 s
+//! (360 s while its inode-table block is dirty), and `recently_deleted()` checks
+//! every such free inode it passes on each creation. Measured here: 2,000 files created
 //! in 0.07 s, or in 0.7 s (openat 237 µs each, half the time in
 //! `recently_deleted`) right after 2,000 others were removed; rsync-tree alone
 //! 0.33-0.38 s, alternated with dbench 0.58-0.71 s. So a sample's large files
