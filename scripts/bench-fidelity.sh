@@ -123,7 +123,7 @@ import json, sys
 t, tool = sys.argv[1], sys.argv[2]
 # The capabilities virtmark's OCI targets give the agent (src/targets/oci.rs).
 caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_SETGID",
-        "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL"]
+        "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_SYS_CHROOT"]
 bind = lambda src, dst, mode: {"destination": dst, "type": "bind", "source": src,
                                "options": ["rbind", mode, "nosuid", "nodev"]}
 print(json.dumps({
