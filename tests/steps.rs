@@ -333,6 +333,18 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
         |iso: &[serde_json::Value]| of_fork(iso).unwrap()["host_sched_lag_ms"].as_f64().unwrap();
     let with = well_behaved(&limited, "fork");
     let (rise_with, lag_with) = (p99_rise(&limited), lag(&limited));
+    let show = |label: &str, iso: &[serde_json::Value]| {
+        for e in iso {
+            eprintln!(
+                "{label}: {}: well-behaved {} misbehaving {} host lag {} ms",
+                e["stressor"],
+                e["degradation"]["well_behaved"],
+                e["degradation"]["misbehaving"],
+                e["host_sched_lag_ms"]
+            );
+        }
+    };
+    show("with limits", &limited);
     let mut tried = Vec::new();
     for _ in 0..3 {
         let (unlimited, _) = isolate_bombs_on_ns(true);
@@ -344,17 +356,7 @@ fn isolation_on_ns_limits_contain_the_bombs_and_no_limits_hurt_the_neighbours() 
                 "without limits only the stressor's own cap stops the {st} bomb: {notes}"
             );
         }
-        for (label, iso) in [("with limits", &limited), ("--no-limits", &unlimited)] {
-            for e in iso {
-                eprintln!(
-                    "{label}: {}: well-behaved {} misbehaving {} host lag {} ms",
-                    e["stressor"],
-                    e["degradation"]["well_behaved"],
-                    e["degradation"]["misbehaving"],
-                    e["host_sched_lag_ms"]
-                );
-            }
-        }
+        show("--no-limits", &unlimited);
         let without = well_behaved(&unlimited, "fork");
         let (rise_without, lag_without) = (p99_rise(&unlimited), lag(&unlimited));
         if without >= 2.0 * with + 0.5
