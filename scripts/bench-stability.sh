@@ -24,7 +24,7 @@
 # | dd-copy    | dd bs=512 conv=fsync copy of a 128 MiB file                        |
 # | net-stream | iperf3 -c 127.0.0.1 -t 1 (receiver figure)                         |
 # | net-rr     | the C ping-pong (bench-peers.d/rr-pingpong.c), same pinning       |
-# | rsync-tree | rsync -a of the same generated tree (2,000 files, 25 MB)          |
+# | rsync-tree | rsync -a of the same generated tree (8,000 files, 100 MB)         |
 # | rsync-file | rsync -a of a 128 MiB file                                        |
 #
 # Environment: VIRTMARK (binary; default: build and use the release build), RUNS
@@ -218,7 +218,7 @@ host, port = sys.argv[1].rsplit(":", 1)
 root = sys.argv[2]
 os.makedirs(root)
 s = socket.create_connection((host, int(port)))
-s.sendall(b"VMPEER1 TREE files=2000 bytes=25000000 seed=1\n")
+s.sendall(b"VMPEER1 TREE files=8000 bytes=100000000 seed=1\n")
 f = s.makefile("rb", buffering=1 << 20)
 ok = f.readline()
 assert ok.startswith(b"OK"), ok

@@ -154,7 +154,7 @@ host, port = sys.argv[1].rsplit(":", 1)
 root = sys.argv[2]
 os.makedirs(root)
 s = socket.create_connection((host, int(port)))
-s.sendall(b"VMPEER1 TREE files=2000 bytes=25000000 seed=1\n")
+s.sendall(b"VMPEER1 TREE files=8000 bytes=100000000 seed=1\n")
 f = s.makefile("rb", buffering=1 << 20)
 ok = f.readline()
 assert ok.startswith(b"OK"), ok
