@@ -172,6 +172,10 @@ ref_rsync() { # ref_rsync <src> : seconds of rsync -a into a fresh directory
     # Kept until the pair ends, as the agent keeps its samples' files.
     local dst
     dst=$(mktemp -d "$T/rsync.dst.XXXXXX")
+    # Untimed, as the agent syncs the scratch file system before each window:
+    # rsync fsyncs nothing, so without it each copy would pay for the writeback of
+    # the ones before it.
+    sync -f "$T"
     python3 - "$1" "$dst/copy" <<'PY'
 import subprocess, sys, time
 t = time.monotonic()
