@@ -28,8 +28,8 @@
 //! | `STREAM` | — | the client sends bytes and then shuts down its write side; the peer counts what it received and answers `RESULT bytes=<n> nanos=<t>`, `t` being the time from its `OK` to the end of file (netperf TCP_STREAM, TCP_SENDFILE; iperf3's receiver figure) |
 //! | `MAERTS` | `secs=<f64>` (1), `bs=<bytes>` (524288) | the peer sends `bs`-byte writes for `secs` seconds, then shuts down its write side (netperf TCP_MAERTS) |
 //! | `RR` | `req=<bytes>` (1), `resp=<bytes>` (1), `cpu=<n>\|none` (none) | the peer pins its serving thread to CPU `n` (`OK cpu=<n>` or `OK cpu=none` when it could not or was not asked), then for every `req` bytes it reads answers `resp` bytes, until end of file (netperf TCP_RR) |
-//! | `TREE` | `files=<n>`, `bytes=<n>`, `seed=<u64>` (1) | the peer sends a deterministic kernel-like file tree of `files` files and `bytes` bytes of data in [tree frames](#tree-frames), then closes (`OK files=<n> bytes=<n> dirs=<n>`) |
-//! | `FILE` | `bytes=<n>`, `seed=<u64>` (1) | as `TREE` with one file named `image.iso` |
+//! | `TREE` | `files=<n>`, `bytes=<n>`, `seed=<u64>` (1), `cpu=<n>\|none` (none) | the peer pins its sending thread to CPU `n` if asked, then sends a deterministic kernel-like file tree of `files` files and `bytes` bytes of data in [tree frames](#tree-frames), then closes (`OK files=<n> bytes=<n> dirs=<n> cpu=<n>\|none`) |
+//! | `FILE` | `bytes=<n>`, `seed=<u64>` (1), `cpu=<n>\|none` (none) | as `TREE` with one file named `image.iso` |
 //!
 //! | `UDP-DISCARD` | — | the peer opens a UDP port on its address that swallows datagrams (`OK port=<n>`) until the client closes this connection (the isolation step's `udp-send` stressor) |
 //! | `UDP-FLOOD` | `port=<n>`, `size=<bytes>` (61440), `secs=<f64>` (1) | the peer sends `size`-byte datagrams as fast as it can toward the client's address (the one this connection comes from) at UDP `port`, with 4 threads, for `secs` or until the client closes this connection (the `udp-recv` stressor) |
@@ -119,6 +119,8 @@ pub enum Test {
         bytes: u64,
         /// Generator seed.
         seed: u64,
+        /// CPU to pin the sending thread to.
+        cpu: Option<usize>,
     },
     /// One generated file.
     File {
@@ -126,6 +128,8 @@ pub enum Test {
         bytes: u64,
         /// Generator seed.
         seed: u64,
+        /// CPU to pin the sending thread to.
+        cpu: Option<usize>,
     },
     /// A UDP port that swallows datagrams while the connection stays open.
     UdpDiscard,
@@ -154,10 +158,19 @@ impl fmt::Display for Test {
                     None => write!(f, "none"),
                 }
             }
-            Test::Tree { files, bytes, seed } => {
-                write!(f, "TREE files={files} bytes={bytes} seed={seed}")
+            Test::Tree {
+                files,
+                bytes,
+                seed,
+                cpu,
+            } => {
+                write!(f, "TREE files={files} bytes={bytes} seed={seed}")?;
+                cpu.map_or(Ok(()), |c| write!(f, " cpu={c}"))
             }
-            Test::File { bytes, seed } => write!(f, "FILE bytes={bytes} seed={seed}"),
+            Test::File { bytes, seed, cpu } => {
+                write!(f, "FILE bytes={bytes} seed={seed}")?;
+                cpu.map_or(Ok(()), |c| write!(f, " cpu={c}"))
+            }
             Test::UdpDiscard => write!(f, "UDP-DISCARD"),
             Test::UdpFlood { port, size, secs } => {
                 write!(f, "UDP-FLOOD port={port} size={size} secs={secs}")
@@ -195,8 +208,8 @@ pub fn parse_header(line: &str) -> Result<Test, String> {
         "STREAM" => &[],
         "MAERTS" => &["secs", "bs"],
         "RR" => &["req", "resp", "cpu"],
-        "TREE" => &["files", "bytes", "seed"],
-        "FILE" => &["bytes", "seed"],
+        "TREE" => &["files", "bytes", "seed", "cpu"],
+        "FILE" => &["bytes", "seed", "cpu"],
         "UDP-DISCARD" => &[],
         "UDP-FLOOD" => &["port", "size", "secs"],
         other => {
@@ -229,6 +242,13 @@ pub fn parse_header(line: &str) -> Result<Test, String> {
         }
         Ok(n)
     };
+    // The CPU to pin the serving thread to: absent or `none` for no pinning.
+    let cpu = || -> Result<Option<usize>, String> {
+        match get("cpu") {
+            None | Some("none") => Ok(None),
+            Some(_) => Ok(Some(num("cpu", None, 1 << 16)? as usize)),
+        }
+    };
     Ok(match test {
         "STREAM" => Test::Stream,
         "MAERTS" => {
@@ -245,20 +265,22 @@ pub fn parse_header(line: &str) -> Result<Test, String> {
         "RR" => {
             let req = positive("req", Some(1), MAX_BLOCK)? as usize;
             let resp = positive("resp", Some(1), MAX_BLOCK)? as usize;
-            let cpu = match get("cpu") {
-                None | Some("none") => None,
-                Some(_) => Some(num("cpu", None, 1 << 16)? as usize),
-            };
-            Test::Rr { req, resp, cpu }
+            Test::Rr {
+                req,
+                resp,
+                cpu: cpu()?,
+            }
         }
         "TREE" => Test::Tree {
             files: positive("files", None, MAX_TREE_FILES)?,
             bytes: num("bytes", None, MAX_TREE_BYTES)?,
             seed: num("seed", Some(1), u64::MAX)?,
+            cpu: cpu()?,
         },
         "FILE" => Test::File {
             bytes: num("bytes", None, MAX_TREE_BYTES)?,
             seed: num("seed", Some(1), u64::MAX)?,
+            cpu: cpu()?,
         },
         "UDP-DISCARD" => Test::UdpDiscard,
         "UDP-FLOOD" => Test::UdpFlood {
@@ -413,13 +435,18 @@ fn handle(mut s: TcpStream) -> io::Result<()> {
         Test::Stream => serve_stream(s),
         Test::Maerts { secs, bs } => serve_maerts(s, secs, bs),
         Test::Rr { req, resp, cpu } => serve_rr(s, req, resp, cpu),
-        Test::Tree { files, bytes, seed } => {
+        Test::Tree {
+            files,
+            bytes,
+            seed,
+            cpu,
+        } => {
             let t = tree::cached(tree::Spec::Tree { files, bytes, seed });
-            serve_tree(s, &t)
+            serve_tree(s, &t, cpu)
         }
-        Test::File { bytes, seed } => {
+        Test::File { bytes, seed, cpu } => {
             let t = tree::cached(tree::Spec::File { bytes, seed });
-            serve_tree(s, &t)
+            serve_tree(s, &t, cpu)
         }
         Test::UdpDiscard => serve_udp_discard(s),
         Test::UdpFlood { port, size, secs } => serve_udp_flood(s, port, size, secs),
@@ -542,17 +569,22 @@ fn serve_rr(mut s: TcpStream, req: usize, resp: usize, cpu: Option<usize>) -> io
     }
 }
 
-fn serve_tree(s: TcpStream, t: &tree::Tree) -> io::Result<()> {
+fn serve_tree(s: TcpStream, t: &tree::Tree, cpu: Option<usize>) -> io::Result<()> {
     // Before `OK`: the client starts its clock when it reads it.
+    let pinned = cpu.filter(|&c| pin_current_thread(c).is_ok());
     std::hint::black_box(t.warm());
     let mut w = BufWriter::with_capacity(256 << 10, s);
-    writeln!(
+    write!(
         w,
-        "OK files={} bytes={} dirs={}",
+        "OK files={} bytes={} dirs={} cpu=",
         t.files(),
         t.total_bytes(),
         t.dirs()
     )?;
+    match pinned {
+        Some(c) => writeln!(w, "{c}")?,
+        None => writeln!(w, "none")?,
+    }
     for e in t.entries() {
         let data = t.data(e);
         let mut h = [0u8; FRAME_HEADER];
@@ -696,10 +728,23 @@ mod tests {
                 files: 2000,
                 bytes: 25_000_000,
                 seed: 7,
+                cpu: None,
+            },
+            Test::Tree {
+                files: 8000,
+                bytes: 100_000_000,
+                seed: 1,
+                cpu: Some(1),
             },
             Test::File {
                 bytes: 1 << 20,
                 seed: 1,
+                cpu: None,
+            },
+            Test::File {
+                bytes: 1 << 20,
+                seed: 1,
+                cpu: Some(3),
             },
         ];
         for t in tests {
@@ -729,7 +774,16 @@ mod tests {
             Ok(Test::Tree {
                 files: 2,
                 bytes: 10,
-                seed: 1
+                seed: 1,
+                cpu: None
+            })
+        );
+        assert_eq!(
+            parse_header("VMPEER1 FILE bytes=10 cpu=none"),
+            Ok(Test::File {
+                bytes: 10,
+                seed: 1,
+                cpu: None
             })
         );
     }
@@ -750,6 +804,7 @@ mod tests {
             ("VMPEER1 TREE files=3", "needs bytes"),
             ("VMPEER1 FILE bytes=99999999999999", "larger than"),
             ("VMPEER1 RR cpu", "key=value"),
+            ("VMPEER1 FILE bytes=1 cpu=x", "not a non-negative integer"),
         ] {
             let e = parse_header(line).expect_err(line);
             assert!(e.contains(needle), "{line:?}: {e:?} lacks {needle:?}");
