@@ -152,11 +152,7 @@ impl fmt::Display for Test {
             Test::Stream => write!(f, "STREAM"),
             Test::Maerts { secs, bs } => write!(f, "MAERTS secs={secs} bs={bs}"),
             Test::Rr { req, resp, cpu } => {
-                write!(f, "RR req={req} resp={resp} cpu=")?;
-                match cpu {
-                    Some(c) => write!(f, "{c}"),
-                    None => write!(f, "none"),
-                }
+                write!(f, "RR req={req} resp={resp} cpu={}", CpuWord(*cpu))
             }
             Test::Tree {
                 files,
@@ -175,6 +171,18 @@ impl fmt::Display for Test {
             Test::UdpFlood { port, size, secs } => {
                 write!(f, "UDP-FLOOD port={port} size={size} secs={secs}")
             }
+        }
+    }
+}
+
+/// A CPU as the headers and answers write it: its number, or `none`.
+struct CpuWord(Option<usize>);
+
+impl fmt::Display for CpuWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(c) => write!(f, "{c}"),
+            None => f.write_str("none"),
         }
     }
 }
@@ -542,10 +550,7 @@ fn serve_maerts(mut s: TcpStream, secs: f64, bs: usize) -> io::Result<()> {
 fn serve_rr(mut s: TcpStream, req: usize, resp: usize, cpu: Option<usize>) -> io::Result<()> {
     s.set_nodelay(true)?;
     let pinned = cpu.filter(|&c| pin_current_thread(c).is_ok());
-    match pinned {
-        Some(c) => writeln!(s, "OK cpu={c}")?,
-        None => writeln!(s, "OK cpu=none")?,
-    }
+    writeln!(s, "OK cpu={}", CpuWord(pinned))?;
     let mut rbuf = vec![0u8; req];
     let wbuf = pattern(resp);
     loop {
@@ -574,17 +579,14 @@ fn serve_tree(s: TcpStream, t: &tree::Tree, cpu: Option<usize>) -> io::Result<()
     let pinned = cpu.filter(|&c| pin_current_thread(c).is_ok());
     std::hint::black_box(t.warm());
     let mut w = BufWriter::with_capacity(256 << 10, s);
-    write!(
+    writeln!(
         w,
-        "OK files={} bytes={} dirs={} cpu=",
+        "OK files={} bytes={} dirs={} cpu={}",
         t.files(),
         t.total_bytes(),
-        t.dirs()
+        t.dirs(),
+        CpuWord(pinned)
     )?;
-    match pinned {
-        Some(c) => writeln!(w, "{c}")?,
-        None => writeln!(w, "none")?,
-    }
     for e in t.entries() {
         let data = t.data(e);
         let mut h = [0u8; FRAME_HEADER];
