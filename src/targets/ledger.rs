@@ -163,12 +163,30 @@ fn libc_nofollow() -> i32 {
 }
 
 /// `<parent>/<prefix><12 random letters and digits>`: a name nobody can guess
-/// in advance (71 bits), as `mkdtemp(3)` makes.
+/// in advance (about 71 bits), as `mkdtemp(3)` makes. The letters come from the
+/// kernel's random source, not from a generator seeded by the clock, which two
+/// processes (or a local user who knows when a run starts) could share.
 pub fn unguessable(parent: &Path, prefix: &str) -> PathBuf {
-    let name: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(12)
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 12];
+    if !os_random(&mut bytes) {
+        // No /dev/urandom (a bare chroot): the process's generator, still
+        // refused by `create_private_dir` if the name was taken.
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    let name: String = bytes
+        .iter()
+        .map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()]))
         .collect();
     parent.join(format!("{prefix}{name}"))
+}
+
+/// Fill `buf` from the kernel's random source; false when it cannot be read.
+fn os_random(buf: &mut [u8]) -> bool {
+    use std::io::Read;
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .is_ok()
 }
 
 /// Make the directory `path` with mode 0700, refusing a path that already
@@ -1431,6 +1449,15 @@ mod tests {
             .to_string_lossy()
             .starts_with("virtmark-x-"));
         assert_ne!(p, unguessable(d.path(), "virtmark-x-"));
+        let names: std::collections::BTreeSet<String> = (0..1000)
+            .map(|_| {
+                let q = unguessable(d.path(), "");
+                let n = q.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(n.len() == 12 && n.bytes().all(|b| b.is_ascii_alphanumeric()));
+                n
+            })
+            .collect();
+        assert_eq!(names.len(), 1000, "names repeat");
         create_private_dir(&p).unwrap();
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
