@@ -30,7 +30,28 @@ if [[ ! -x "$L/lat_syscall" ]]; then
         # The mirror this machine already uses for its release, as scripts/setup.sh does.
         read -r codename mirror < <(apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' |
             awk '$1 !~ /-/ { print $1, $2; exit }')
-        echo "deb ${mirror%/} $codename non-free" >/etc/apt/sources.list.d/virtmark-non-free.list
+        # The same Signed-By as the entry that already names this mirror and release:
+        # apt refuses two entries for one source whose keyrings differ.
+        signed=$(python3 - "${mirror%/}" "$codename" <<'PY'
+import glob, re, sys
+mirror, suite = sys.argv[1], sys.argv[2]
+for path in glob.glob("/etc/apt/sources.list.d/*.sources"):
+    for stanza in re.split(r"\n\s*\n", open(path).read()):
+        f = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, re.M))
+        if mirror in [u.rstrip("/") for u in f.get("URIs", "").split()] and suite in f.get("Suites", "").split():
+            print(f.get("Signed-By", "")); sys.exit()
+for path in glob.glob("/etc/apt/sources.list") + glob.glob("/etc/apt/sources.list.d/*.list"):
+    for line in open(path):
+        m = re.match(r"\s*deb\s+(\[[^]]*\])?\s*(\S+)\s+(\S+)", line)
+        if m and m.group(2).rstrip("/") == mirror and m.group(3) == suite:
+            o = re.search(r"signed-by=(\S+?)[\s\]]", m.group(1) or "")
+            print(o.group(1) if o else ""); sys.exit()
+PY
+)
+        {
+            printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: non-free\n' "${mirror%/}" "$codename"
+            [[ -z $signed ]] || printf 'Signed-By: %s\n' "$signed"
+        } >/etc/apt/sources.list.d/virtmark-non-free.sources
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lmbench >/dev/null
