@@ -567,7 +567,7 @@ fn relative(ctx: &Ctx) -> Option<String> {
         return None;
     }
     let mut h = String::from(
-        "<p>One group per workload, one bar per target: the target's median divided by native's \
+        "<p>One group per workload, one bar per target: the median of the target's samples each divided by each of native's \
          (inverted for lower-is-better metrics, so higher is always better). Error bars: distribution-free \
          95% interval of the ratio (its real level is in the tables). Dashed line: native.</p>\n",
     );

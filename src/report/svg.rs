@@ -237,7 +237,7 @@ fn relative_chart(
     let y = |v: f64| top + plot_h - (v / ymax) * plot_h;
 
     let mut desc = format!(
-        "Bar chart. For each {class} workload, one bar per target: its median result divided by native's \
+        "Bar chart. For each {class} workload, one bar per target: the median of its samples each divided by each of native's \
          (1.0 = native, higher is better), with its distribution-free 95% interval as an error bar."
     );
     for w in groups {

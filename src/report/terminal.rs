@@ -164,7 +164,8 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     .collect();
     let p = &run.plan.run;
     out.push_str(&format!(
-        "\nmedian of the kept samples; ×ratio to native [distribution-free 95% interval], \
+        "\nmedian of the kept samples; ×ratio to native: median of the ratios of each sample to each of native's;\n\
+         [distribution-free 95% interval], \
          ≈ native when the interval holds 1;\n{}",
         if p.auto {
             format!(

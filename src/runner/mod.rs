@@ -230,7 +230,7 @@ fn precise(cell: &Cell, base: Option<&Cell>, precision: f64) -> bool {
             if cell.kept.is_empty() || b.kept.is_empty() {
                 return false;
             }
-            let r = stats::ratio(stats::median(&cell.kept), stats::median(&b.kept), cell.hib);
+            let r = stats::ratio_estimate(&cell.kept, &b.kept, cell.hib);
             stats::ratio_ci(&cell.kept, &b.kept, cell.hib, stats::LEVEL).within(
                 r,
                 precision,
