@@ -193,16 +193,9 @@ pub fn mann_whitney_null(m: usize, n: usize) -> Vec<f64> {
 /// samples: 1 − 2/20 = 90%). Non-positive values: no interval.
 pub fn ratio_ci(target: &[f64], base: &[f64], higher_is_better: bool, level: f64) -> Interval {
     let (m, n) = (target.len(), base.len());
-    let usable = |xs: &[f64]| xs.iter().all(|x| x.is_finite() && *x > 0.0);
-    if m == 0 || n == 0 || !usable(target) || !usable(base) {
+    let Some(d) = pairwise_log_ratios(target, base, higher_is_better) else {
         return Interval::NONE;
-    }
-    let sign = if higher_is_better { 1.0 } else { -1.0 };
-    let mut d: Vec<f64> = target
-        .iter()
-        .flat_map(|t| base.iter().map(move |b| sign * (t.ln() - b.ln())))
-        .collect();
-    d.sort_by(f64::total_cmp);
+    };
     let counts = mann_whitney_null(m, n);
     let total: f64 = counts.iter().sum();
     let mn = m * n;
@@ -239,9 +232,19 @@ pub fn ratio_ci(target: &[f64], base: &[f64], higher_is_better: bool, level: f64
 /// 0.85–0.88 where this estimate gave 0.975–0.999. Non-positive or non-finite
 /// values: the ratio of the medians.
 pub fn ratio_estimate(target: &[f64], base: &[f64], higher_is_better: bool) -> f64 {
+    match pairwise_log_ratios(target, base, higher_is_better) {
+        Some(d) => median_sorted(&d).exp(),
+        None => ratio(median(target), median(base), higher_is_better),
+    }
+}
+
+/// The m·n logarithms of each target value over each base value, oriented as
+/// [`ratio`], sorted; `None` when either side is empty or holds a value that is
+/// not finite and positive.
+fn pairwise_log_ratios(target: &[f64], base: &[f64], higher_is_better: bool) -> Option<Vec<f64>> {
     let usable = |xs: &[f64]| !xs.is_empty() && xs.iter().all(|x| x.is_finite() && *x > 0.0);
     if !usable(target) || !usable(base) {
-        return ratio(median(target), median(base), higher_is_better);
+        return None;
     }
     let sign = if higher_is_better { 1.0 } else { -1.0 };
     let mut d: Vec<f64> = target
@@ -249,7 +252,7 @@ pub fn ratio_estimate(target: &[f64], base: &[f64], higher_is_better: bool) -> f
         .flat_map(|t| base.iter().map(move |b| sign * (t.ln() - b.ln())))
         .collect();
     d.sort_by(f64::total_cmp);
-    median_sorted(&d).exp()
+    Some(d)
 }
 
 /// Normalize a value against a baseline so that 1.0 is the baseline and larger is
