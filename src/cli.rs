@@ -204,6 +204,15 @@ pub struct CommonArgs {
     /// step repeats until each ratio is known to ±3% or a cap) or a number.
     #[arg(long, value_name = "auto|N")]
     pub reps: Option<RepsArg>,
+    /// With `--reps auto`: most repetitions of one (target, workload), warm-ups
+    /// included (default 8).
+    #[arg(long, value_name = "N")]
+    pub max_reps: Option<u32>,
+    /// With `--reps auto`: no repetition beyond the first `reps` once a (target,
+    /// workload)'s samples took this long together (default: 5s quick, 30m
+    /// faithful). A noisy host needs more: `--max-reps 16 --max-time 30s`.
+    #[arg(long, value_name = "DUR")]
+    pub max_time: Option<Dur>,
     /// Seed of the overhead step's order (default: drawn, and recorded in the
     /// run's plan); the same seed replays the same order.
     #[arg(long)]
@@ -469,6 +478,12 @@ pub fn build_plan(args: &CommonArgs, workloads: Option<&Vec<String>>) -> Result<
             r.auto = false;
         }
         None => {}
+    }
+    if let Some(n) = args.max_reps {
+        r.max_reps = n;
+    }
+    if args.max_time.is_some() {
+        r.max_time = args.max_time;
     }
     if args.seed.is_some() {
         r.seed = args.seed;

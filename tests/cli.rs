@@ -174,6 +174,36 @@ fn native_runs_in_the_targets_memory_envelope_unless_unbounded() {
 }
 
 #[test]
+fn the_auto_caps_come_from_the_flags() {
+    let sb = Sandbox::new();
+    one_line_error(
+        &sb,
+        &["run", "-w", "dd-zero", "--max-reps", "2"],
+        "run.max-reps = 2 must be at least run.reps = 4",
+    );
+    sb.cmd(&[
+        "run",
+        "-t",
+        "native",
+        "-w",
+        "dd-zero",
+        "--duration",
+        "100ms",
+        "--max-reps",
+        "5",
+        "--max-time",
+        "2s",
+        "--out",
+        "out",
+    ])
+    .assert()
+    .success();
+    let run = &results_json(&sb.run_dir("out"))["plan"]["run"];
+    assert_eq!(run["max-reps"], 5, "{run}");
+    assert_eq!(run["max-time"], "2s", "{run}");
+}
+
+#[test]
 fn a_scratch_base_in_memory_is_refused() {
     let sb = Sandbox::new();
     let shm = tempfile::tempdir_in("/dev/shm").expect("a directory on /dev/shm (tmpfs)");

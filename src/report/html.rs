@@ -234,6 +234,13 @@ fn summary(ctx: &Ctx) -> Option<String> {
             }
             let _ = writeln!(h, "</ol>");
         }
+        if let Some(n) = &v.host_noise {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">{}</p>",
+                esc(&n.sentence(v.run.plan.run.auto))
+            );
+        }
     }
     for sv in &v.scale {
         let _ = writeln!(

@@ -102,6 +102,9 @@ pub fn render(view: &View) -> String {
             }
             o.push('\n');
         }
+        if let Some(h) = &view.host_noise {
+            let _ = writeln!(o, "{}\n", h.sentence(view.run.plan.run.auto));
+        }
 
         let _ = writeln!(
             o,

@@ -182,6 +182,9 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     if !legend.is_empty() {
         out.push_str(&format!("\n{}", legend.join("\n")));
     }
+    if let Some(h) = super::view::HostNoise::of_run(run) {
+        out.push_str(&format!("\n{}", h.sentence(p.auto)));
+    }
     let lost: Vec<String> = run
         .targets
         .iter()

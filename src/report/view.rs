@@ -114,6 +114,84 @@ impl Dnr<'_> {
     }
 }
 
+/// native's own spread over the run, when it, not a layer, is what widens the
+/// ratios' intervals: at least half of native's headline results (and two or more)
+/// are noisy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostNoise {
+    /// native's headline results with CoV above [`stats::NOISY_COV`].
+    pub noisy: usize,
+    /// native's headline results.
+    pub of: usize,
+    /// Lowest, median and highest CoV of native's headline results.
+    pub cov: (f64, f64, f64),
+    /// Median relative half-width of the other targets' ratio intervals, when
+    /// any has one.
+    pub half_width: Option<f64>,
+}
+
+impl HostNoise {
+    /// From native's headline results and the other targets' ratio intervals.
+    pub fn of_run(run: &RunRecord) -> Option<HostNoise> {
+        let headline = || run.results.iter().filter(|r| r.headline);
+        let mut covs: Vec<f64> = headline()
+            .filter(|r| r.target == BASELINE && r.n >= 2)
+            .map(|r| r.cov)
+            .collect();
+        let noisy = covs.iter().filter(|&&c| c > stats::NOISY_COV).count();
+        if noisy < 2 || 2 * noisy < covs.len() {
+            return None;
+        }
+        covs.sort_by(f64::total_cmp);
+        let halves: Vec<f64> = headline()
+            .filter(|r| r.target != BASELINE)
+            .filter_map(|r| {
+                let ci = r.ratio_interval()?;
+                let v = r.ratio_to_native?;
+                (ci.level > 0.0 && v > 0.0).then(|| (ci.high - ci.low) / 2.0 / v)
+            })
+            .collect();
+        Some(HostNoise {
+            noisy,
+            of: covs.len(),
+            cov: (covs[0], stats::median(&covs), covs[covs.len() - 1]),
+            half_width: (!halves.is_empty()).then(|| stats::median(&halves)),
+        })
+    }
+
+    /// What it means for the reader, and how to get tighter ratios.
+    pub fn sentence(&self, auto: bool) -> String {
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        let width = self
+            .half_width
+            .map(|h| {
+                format!(
+                    " The ratios' intervals are about ±{:.0}% wide (median), \
+                     so a ratio nearer 1 than that reads ≈ native.",
+                    100.0 * h
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "Host noise: native itself, with no layer in between, varied from sample to \
+             sample by a CoV above 5% on {} of its {} workloads (all: {}–{}, median {}): the \
+             machine (other load on it, or on the physical cores under a virtual machine) \
+             is noisy, not a target.{width} For tighter ratios, give each target and \
+             workload more samples: {}.",
+            self.noisy,
+            self.of,
+            pct(self.cov.0),
+            pct(self.cov.2),
+            pct(self.cov.1),
+            if auto {
+                "--max-reps 16 --max-time 30s"
+            } else {
+                "--reps 16"
+            }
+        )
+    }
+}
+
 /// Everything a report shows.
 #[derive(Debug)]
 pub struct View<'a> {
@@ -130,6 +208,9 @@ pub struct View<'a> {
     pub slowdowns: Vec<Slowdown>,
     /// Every (target, workload) without a headline result.
     pub dnr: Vec<Dnr<'a>>,
+    /// native's own spread, when most of its results are noisy: what bounds every
+    /// ratio's interval on this host.
+    pub host_noise: Option<HostNoise>,
     /// Whether the run has (or planned) the overhead step.
     pub has_overhead: bool,
     /// The scalability step, one block per workload (empty without one).
@@ -591,6 +672,7 @@ impl<'a> View<'a> {
         let scale = scale_views(run, &targets);
         let isolation = isolation_view(run, &targets);
         View {
+            host_noise: HostNoise::of_run(run),
             run,
             targets,
             workloads,
@@ -735,6 +817,42 @@ mod tests {
         assert_eq!(view.slowdowns.len(), 1);
         run.results[i].ratio_ci_high = Some(1.01);
         assert!(View::new(&run).slowdowns.is_empty());
+    }
+
+    #[test]
+    fn host_noise_is_told_when_most_of_natives_results_are_noisy() {
+        let mut run = crate::report::testing::synthetic_run(2, 3, 6);
+        let set = |run: &mut RunRecord, covs: &[f64]| {
+            let native = run
+                .results
+                .iter_mut()
+                .filter(|r| r.headline && r.target == BASELINE);
+            for (r, &c) in native.zip(covs) {
+                r.cov = c;
+            }
+        };
+        set(&mut run, &[0.01, 0.02, 0.03]);
+        assert_eq!(HostNoise::of_run(&run), None);
+        // One noisy workload of three is that workload's, not the host's.
+        set(&mut run, &[0.01, 0.12, 0.03]);
+        assert_eq!(HostNoise::of_run(&run), None);
+        set(&mut run, &[0.01, 0.12, 0.20]);
+        let h = HostNoise::of_run(&run).expect("two of three noisy");
+        assert_eq!((h.noisy, h.of), (2, 3));
+        assert_eq!(h.cov, (0.01, 0.12, 0.20));
+        let half = h.half_width.expect("ns has ratio intervals");
+        assert!(half > 0.0 && half < 1.0, "{half}");
+        let s = h.sentence(true);
+        assert!(
+            s.contains("above 5% on 2 of its 3 workloads (all: 1.0%–20.0%, median 12.0%)"),
+            "{s}"
+        );
+        assert!(s.contains("--max-reps 16 --max-time 30s"), "{s}");
+        assert!(h.sentence(false).contains("--reps 16"));
+        // Every format says it.
+        assert_eq!(View::new(&run).host_noise, Some(h));
+        assert!(crate::report::terminal::render_width(&run, 120)
+            .contains("Host noise: native itself, with no layer"));
     }
 
     #[test]
