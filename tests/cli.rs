@@ -127,8 +127,8 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     one_line_error(&sb, &["history"], "damaged or not a virtmark database");
 }
 
-/// The native target's fingerprint from a one-sample run with `extra` flags.
-fn native_fingerprint(extra: &[&str]) -> serde_json::Value {
+/// `results.json` of a one-sample native `dd-zero` run with `extra` flags.
+fn native_results(extra: &[&str]) -> serde_json::Value {
     let sb = Sandbox::new();
     let mut args = vec![
         "run",
@@ -149,8 +149,12 @@ fn native_fingerprint(extra: &[&str]) -> serde_json::Value {
     ];
     args.extend_from_slice(extra);
     sb.cmd(&args).assert().success();
-    let j = results_json(&sb.run_dir("out"));
-    j["targets"][0]["fingerprint"].clone()
+    results_json(&sb.run_dir("out"))
+}
+
+/// The native target's fingerprint from a one-sample run with `extra` flags.
+fn native_fingerprint(extra: &[&str]) -> serde_json::Value {
+    native_results(extra)["targets"][0]["fingerprint"].clone()
 }
 
 #[test]
@@ -181,24 +185,8 @@ fn the_auto_caps_come_from_the_flags() {
         &["run", "-w", "dd-zero", "--max-reps", "2"],
         "run.max-reps = 2 must be at least run.reps = 4",
     );
-    sb.cmd(&[
-        "run",
-        "-t",
-        "native",
-        "-w",
-        "dd-zero",
-        "--duration",
-        "100ms",
-        "--max-reps",
-        "5",
-        "--max-time",
-        "2s",
-        "--out",
-        "out",
-    ])
-    .assert()
-    .success();
-    let run = &results_json(&sb.run_dir("out"))["plan"]["run"];
+    let results = native_results(&["--max-reps", "5", "--max-time", "2s"]);
+    let run = &results["plan"]["run"];
     assert_eq!(run["max-reps"], 5, "{run}");
     assert_eq!(run["max-time"], "2s", "{run}");
 }

@@ -174,10 +174,11 @@ impl HostNoise {
             .unwrap_or_default();
         format!(
             "Host noise: native itself, with no layer in between, varied from sample to \
-             sample by a CoV above 5% on {} of its {} workloads (all: {}–{}, median {}): the \
+             sample by a CoV above {:.0}% on {} of its {} workloads (all: {}–{}, median {}): the \
              machine (other load on it, or on the physical cores under a virtual machine) \
              is noisy, not a target.{width} For tighter ratios, give each target and \
              workload more samples: {}.",
+            100.0 * stats::NOISY_COV,
             self.noisy,
             self.of,
             pct(self.cov.0),
