@@ -205,12 +205,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "auto|N")]
     pub reps: Option<RepsArg>,
     /// With `--reps auto`: most repetitions of one (target, workload), warm-ups
-    /// included (default 8).
+    /// included (default 40).
     #[arg(long, value_name = "N")]
     pub max_reps: Option<u32>,
     /// With `--reps auto`: no repetition beyond the first `reps` once a (target,
     /// workload)'s samples took this long together (default: 5s quick, 30m
-    /// faithful). A noisy host needs more: `--max-reps 16 --max-time 30s`.
+    /// faithful). A noisy host needs more: `--max-time 30s`.
     #[arg(long, value_name = "DUR")]
     pub max_time: Option<Dur>,
     /// Seed of the overhead step's order (default: drawn, and recorded in the

@@ -257,8 +257,11 @@ fn default_max_reps() -> u32 {
     MAX_REPS
 }
 
-/// Default cap on repetitions of one (target, workload) under `auto`.
-pub const MAX_REPS: u32 = 8;
+/// Default cap on repetitions of one (target, workload) under `auto`: high enough
+/// that [`MAX_TIME`] is what stops a workload of short samples (`cpu-int` and
+/// `cpu-fp` take 200 ms a sample in the quick preset), which needs many of them on
+/// a host whose speed moves (see `nbench::QUICK_DURATION`).
+pub const MAX_REPS: u32 = 40;
 /// Default cap on the time of one (target, workload) under `auto`, quick preset.
 pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 /// The same for the faithful preset.

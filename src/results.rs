@@ -83,6 +83,45 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A target's ratio to native from their kept values and where each was measured:
+/// the estimate, its interval, and how many pairs it rests on.
+///
+/// Each target value is paired with native's value of the same workload measured
+/// in the same round at the nearest slot (the earlier on a tie; the runner puts a
+/// native sample next to every target sample). With at least
+/// [`stats::PAIRED_MIN`] pairs the ratio is [`stats::paired_ratio`]'s: what the
+/// two members of a pair share (the host's speed at that moment) cancels. With
+/// fewer (slow targets, runs stored before pairing) it is the unpaired
+/// Hodges–Lehmann estimate and Moses interval ([`stats::ratio_estimate`],
+/// [`stats::ratio_ci`]); the pair count is then `None`.
+pub fn ratio_to_native(
+    target: &[(Option<Position>, f64)],
+    native: &[(Option<Position>, f64)],
+    higher_is_better: bool,
+) -> (f64, stats::Interval, Option<u32>) {
+    let pairs: Vec<(f64, f64)> = target
+        .iter()
+        .filter_map(|&(at, t)| {
+            let at = at?;
+            native
+                .iter()
+                .filter_map(|&(n_at, n)| n_at.filter(|p| p.round == at.round).map(|p| (p.slot, n)))
+                .min_by_key(|&(slot, _)| (slot.abs_diff(at.slot), slot))
+                .map(|(_, n)| (t, n))
+        })
+        .collect();
+    if let Some((r, ci)) = stats::paired_ratio(&pairs, higher_is_better, stats::LEVEL) {
+        return (r, ci, Some(pairs.len() as u32));
+    }
+    let values = |xs: &[(Option<Position>, f64)]| xs.iter().map(|&(_, v)| v).collect::<Vec<_>>();
+    let (t, b) = (values(target), values(native));
+    (
+        stats::ratio_estimate(&t, &b, higher_is_better),
+        stats::ratio_ci(&t, &b, higher_is_better, stats::LEVEL),
+        None,
+    )
+}
+
 /// Where a sample of the overhead step ran in the run's order: the round, and its
 /// place within the round (both from 0). The order of each round is drawn from
 /// the plan's seed, so `--seed` replays it.
@@ -237,6 +276,10 @@ pub struct ResultEntry {
     /// ratio.
     #[serde(default)]
     pub ratio_ci_level: Option<f64>,
+    /// How many (target, native) pairs measured side by side the ratio rests on
+    /// (see [`ratio_to_native`]); null when it compares all samples unpaired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_pairs: Option<u32>,
     /// The kept raw samples, in repetition order.
     pub samples: Vec<f64>,
     /// The discarded warm-up samples.
@@ -478,7 +521,7 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
         unit: String,
         hib: bool,
         headline: bool,
-        kept: Vec<f64>,
+        kept: Vec<(Option<Position>, f64)>,
         discarded: Vec<f64>,
     }
     let mut order: Vec<Key> = Vec::new();
@@ -499,14 +542,15 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
             if s.discarded {
                 a.discarded.push(m.value);
             } else {
-                a.kept.push(m.value);
+                a.kept.push((s.position, m.value));
             }
         }
     }
     // The values a result is made of, and the discarded ones it shows beside them.
-    let used = |a: &Acc, metric: &str| -> (Vec<f64>, Vec<f64>) {
+    type Kept = Vec<(Option<Position>, f64)>;
+    let used = |a: &Acc, metric: &str| -> (Kept, Vec<f64>) {
         if a.kept.is_empty() && metric.starts_with(crate::agent::counts::PREFIX) {
-            (a.discarded.clone(), vec![])
+            (a.discarded.iter().map(|&v| (None, v)).collect(), vec![])
         } else {
             (a.kept.clone(), a.discarded.clone())
         }
@@ -515,28 +559,28 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
         .into_iter()
         .filter_map(|key| {
             let a = &acc[&key];
-            let (kept, discarded) = used(a, &key.2);
-            if kept.is_empty() {
+            let (kept_at, discarded) = used(a, &key.2);
+            if kept_at.is_empty() {
                 return None;
             }
+            let kept: Vec<f64> = kept_at.iter().map(|&(_, v)| v).collect();
             let s = stats::summarize(&kept);
             let base = (key.0 != BASELINE)
                 .then(|| acc.get(&(BASELINE.to_string(), key.1.clone(), key.2.clone())))
                 .flatten()
                 .map(|b| used(b, &key.2).0)
                 .filter(|b| !b.is_empty());
-            let (ratio, rlo, rhi, rlevel) = match base {
+            let (ratio, rlo, rhi, rlevel, pairs) = match base {
                 Some(b) => {
-                    let r = stats::ratio_estimate(&kept, &b, a.hib);
-                    let ci = stats::ratio_ci(&kept, &b, a.hib, stats::LEVEL);
+                    let (r, ci, pairs) = ratio_to_native(&kept_at, &b, a.hib);
                     let (lo, hi) = if ci.exists() {
                         (ci.low, ci.high)
                     } else {
                         (r, r)
                     };
-                    (Some(r), Some(lo), Some(hi), Some(ci.level))
+                    (Some(r), Some(lo), Some(hi), Some(ci.level), pairs)
                 }
-                None => (None, None, None, None),
+                None => (None, None, None, None, None),
             };
             let (ci_low, ci_high) = if s.ci.exists() {
                 (s.ci.low, s.ci.high)
@@ -565,6 +609,7 @@ pub fn derive_results(samples: &[SampleRecord]) -> Vec<ResultEntry> {
                 ratio_ci_low: rlo,
                 ratio_ci_high: rhi,
                 ratio_ci_level: rlevel,
+                ratio_pairs: pairs,
                 samples: kept,
                 discarded,
             })
@@ -590,6 +635,53 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    /// Each target sample is paired with native's nearest sample of its round;
+    /// from 6 pairs on, the ratio is the pairs' and says how many.
+    #[test]
+    fn a_target_sample_pairs_with_the_native_one_next_to_it() {
+        let at = |round, slot| Some(Position { round, slot });
+        let mut ss = vec![];
+        for round in 0..8u32 {
+            // The host's speed this round: both members of a pair share it.
+            let speed = if round % 2 == 0 { 100.0 } else { 140.0 };
+            let mut n = sample("native", round, speed);
+            n.position = at(round, 1);
+            let mut t = sample("ns", round, speed * 0.9);
+            t.position = at(round, 2);
+            // A native sample further away in the same round is not the partner.
+            let mut far = sample("native", round + 100, speed * 3.0);
+            far.position = at(round, 9);
+            ss.extend([n, t, far]);
+        }
+        let rs = derive_results(&ss);
+        let ns = rs
+            .iter()
+            .find(|r| r.target == "ns" && r.metric == "throughput")
+            .unwrap();
+        assert_eq!(
+            ns.ratio_pairs,
+            Some(7),
+            "rounds 1–7: round 0 is the warm-up"
+        );
+        assert!((ns.ratio_to_native.unwrap() - 0.9).abs() < 1e-9);
+        assert!((ns.ratio_ci_low.unwrap() - 0.9).abs() < 1e-9);
+        let time = rs
+            .iter()
+            .find(|r| r.target == "ns" && r.metric == "time")
+            .unwrap();
+        assert!((time.ratio_to_native.unwrap() - 0.9).abs() < 1e-9);
+        // Without positions (runs stored before pairing): unpaired, no count.
+        for s in &mut ss {
+            s.position = None;
+        }
+        let ns = derive_results(&ss)
+            .into_iter()
+            .find(|r| r.target == "ns" && r.metric == "throughput")
+            .unwrap();
+        assert_eq!(ns.ratio_pairs, None);
+        assert!(ns.ratio_to_native.unwrap() < 0.5, "the far ones weigh in");
     }
 
     /// Counts come from the counted warm-up alone: they must reach the results

@@ -573,10 +573,12 @@ fn relative(ctx: &Ctx) -> Option<String> {
     if ctx.relative.is_empty() {
         return None;
     }
-    let mut h = String::from(
-        "<p>One group per workload, one bar per target: the median of the target's samples each divided by each of native's \
+    let mut h = format!(
+        "<p>One group per workload, one bar per target: the median of the target's samples each divided by the native sample run next to it \
+         (by each of native's with fewer than {} such pairs) \
          (inverted for lower-is-better metrics, so higher is always better). Error bars: distribution-free \
          95% interval of the ratio (its real level is in the tables). Dashed line: native.</p>\n",
+        crate::stats::PAIRED_MIN
     );
     for c in &ctx.relative {
         h.push_str(&figure(

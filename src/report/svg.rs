@@ -237,8 +237,10 @@ fn relative_chart(
     let y = |v: f64| top + plot_h - (v / ymax) * plot_h;
 
     let mut desc = format!(
-        "Bar chart. For each {class} workload, one bar per target: the median of its samples each divided by each of native's \
-         (1.0 = native, higher is better), with its distribution-free 95% interval as an error bar."
+        "Bar chart. For each {class} workload, one bar per target: the median of its samples each divided by the native sample run next to it \
+         (by each of native's with fewer than {min} such pairs) \
+         (1.0 = native, higher is better), with its distribution-free 95% interval as an error bar.",
+        min = crate::stats::PAIRED_MIN
     );
     for w in groups {
         let _ = write!(desc, " {}:", w.name);

@@ -164,9 +164,11 @@ pub fn render_width(run: &RunRecord, width: u16) -> String {
     .collect();
     let p = &run.plan.run;
     out.push_str(&format!(
-        "\nmedian of the kept samples; ×ratio to native: median of the ratios of each sample to each of native's;\n\
+        "\nmedian of the kept samples; ×ratio to native: median of the ratios of each sample to the native one run next to it\n\
+         (to each of native's with fewer than {} such pairs);\n\
          [distribution-free 95% interval], \
          ≈ native when the interval holds 1;\n{}",
+        crate::stats::PAIRED_MIN,
         if p.auto {
             format!(
                 "repeated until each ratio is known to ±{}% (at most {} repetitions; beyond {}, at most {} each)",

@@ -184,11 +184,7 @@ impl HostNoise {
             pct(self.cov.0),
             pct(self.cov.2),
             pct(self.cov.1),
-            if auto {
-                "--max-reps 16 --max-time 30s"
-            } else {
-                "--reps 16"
-            }
+            if auto { "--max-time 30s" } else { "--reps 16" }
         )
     }
 }
@@ -848,7 +844,7 @@ mod tests {
             s.contains("above 5% on 2 of its 3 workloads (all: 1.0%–20.0%, median 12.0%)"),
             "{s}"
         );
-        assert!(s.contains("--max-reps 16 --max-time 30s"), "{s}");
+        assert!(s.contains("more samples: --max-time 30s."), "{s}");
         assert!(h.sentence(false).contains("--reps 16"));
         // Every format says it.
         assert_eq!(View::new(&run).host_noise, Some(h));

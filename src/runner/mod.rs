@@ -117,12 +117,14 @@ pub fn resolve_overhead(plan: &mut Plan) -> Result<()> {
     if plan.run.workloads.is_none() {
         plan.run.workloads = Some(plan.workload_names());
     }
+    // Before the run's own duration is filled in: whether one was given decides
+    // the duration of the workloads that have one of their own.
+    resolve_workload_params(plan);
     plan.run.duration = Some(plan.duration());
     plan.run.max_time = Some(plan.run.max_time());
     if plan.run.seed.is_none() {
         plan.run.seed = Some(fastrand::u32(..));
     }
-    resolve_workload_params(plan);
     plan.validate("plan")?;
     Ok(())
 }
@@ -141,7 +143,8 @@ pub fn resolve_workload_params(plan: &mut Plan) {
     let host = workloads::Host::here(memory, cpus);
     for name in plan.workload_names() {
         let given = plan.params.get(&name).cloned().unwrap_or_default();
-        let resolved = workloads::resolve_params(&name, plan.run.preset, &given, &host);
+        let resolved =
+            workloads::resolve_params(&name, plan.run.preset, &given, &host, plan.run.duration);
         if resolved != Params::default() {
             plan.params.insert(name, resolved);
         }
@@ -178,6 +181,52 @@ pub fn round_order(
     out
 }
 
+/// Put native next to every other target: within each workload of a round's
+/// `order` (from [`round_order`], native's own place dropped), the other targets
+/// keep their shuffled order and go in twos around one native sample, `a N b`,
+/// the last one alone as `a N` or `N a` by a coin from the seed. Every target
+/// sample then has a native sample of the same workload measured just before or
+/// after it, which [`crate::results::ratio_to_native`] pairs it with. Native runs
+/// once for every two others (it costs ⌈k/2⌉ samples a workload instead of 1)
+/// whatever its own caps, as long as `native_live(workload)`; alone, when no other
+/// target of the workload runs, only where `order` has it. Without native (not in
+/// the plan, or not live for that workload) the order is unchanged.
+pub fn pair_with_native(
+    order: &[(usize, usize)],
+    native: Option<usize>,
+    seed: u32,
+    round: u32,
+    native_live: impl Fn(usize) -> bool,
+) -> Vec<(usize, usize)> {
+    let Some(n) = native else {
+        return order.to_vec();
+    };
+    let mut out = Vec::with_capacity(order.len() * 3 / 2 + 1);
+    for block in order.chunk_by(|a, b| a.0 == b.0) {
+        let wi = block[0].0;
+        let others: Vec<(usize, usize)> = block.iter().copied().filter(|p| p.1 != n).collect();
+        if !native_live(wi) {
+            out.extend(others);
+        } else if others.is_empty() {
+            out.extend(block.iter().copied().filter(|p| p.1 == n));
+        } else {
+            let mut rng = fastrand::Rng::with_seed(
+                (u64::from(seed) << 32 | u64::from(round))
+                    ^ (wi as u64).wrapping_mul(0xd6e8_feb8_6659_fd93),
+            );
+            for two in others.chunks(2) {
+                match two {
+                    [a, b] => out.extend([*a, (wi, n), *b]),
+                    [a] if rng.bool() => out.extend([(wi, n), *a]),
+                    [a] => out.extend([*a, (wi, n)]),
+                    _ => unreachable!("chunks of two"),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What has been measured of one (target, workload) so far.
 #[derive(Debug, Clone, Default)]
 struct Cell {
@@ -185,8 +234,8 @@ struct Cell {
     attempts: u32,
     /// Warm-up samples still to discard.
     warmups_due: u32,
-    /// Headline values of the kept samples.
-    kept: Vec<f64>,
+    /// Headline values of the kept samples, with where each ran.
+    kept: Vec<(Option<Position>, f64)>,
     /// Whether the headline metric is higher-is-better.
     hib: bool,
     /// Samples it produced (warm-ups included).
@@ -230,18 +279,17 @@ fn precise(cell: &Cell, base: Option<&Cell>, precision: f64) -> bool {
             if cell.kept.is_empty() || b.kept.is_empty() {
                 return false;
             }
-            let r = stats::ratio_estimate(&cell.kept, &b.kept, cell.hib);
-            stats::ratio_ci(&cell.kept, &b.kept, cell.hib, stats::LEVEL).within(
-                r,
+            let (r, ci, _) = crate::results::ratio_to_native(&cell.kept, &b.kept, cell.hib);
+            ci.within(r, precision, stats::LEVEL)
+        }
+        None => {
+            let values: Vec<f64> = cell.kept.iter().map(|&(_, v)| v).collect();
+            stats::median_ci(&values, stats::LEVEL).within(
+                stats::median(&values),
                 precision,
                 stats::LEVEL,
             )
         }
-        None => stats::median_ci(&cell.kept, stats::LEVEL).within(
-            stats::median(&cell.kept),
-            precision,
-            stats::LEVEL,
-        ),
     }
 }
 
@@ -277,7 +325,7 @@ fn replay(
                 cell.counted = true;
             } else if let Some(m) = sample.metrics.first() {
                 cell.hib = m.higher_is_better;
-                cell.kept.push(m.value);
+                cell.kept.push((sample.position, m.value));
             }
         }
         session::Stored::Failure(f) => match f.kind.as_str() {
@@ -373,6 +421,9 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             }
         }
         let order = round_order(seed, round, nw, nt, |wi, ti| active[wi][ti]);
+        let order = pair_with_native(&order, native, seed, round, |wi| {
+            native.is_some_and(|n| dead[n].is_none() && cells[wi][n].skip.is_none())
+        });
         if order.is_empty() {
             break;
         }
@@ -485,7 +536,7 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                         cell.counted = true;
                     } else if let Some(m) = metrics.first() {
                         cell.hib = m.higher_is_better;
-                        cell.kept.push(m.value);
+                        cell.kept.push((position, m.value));
                     }
                     let sample = SampleRecord {
                         target: tname.clone(),
@@ -564,17 +615,20 @@ mod tests {
         let r = crate::plan::RunSection::default(); // auto, reps 4, 5 s quick
         let cell = |attempts: u32, kept: usize, time_s: f64| Cell {
             attempts,
-            kept: vec![1.0; kept],
+            kept: vec![(None, 1.0); kept],
             time_s,
             ..Default::default()
         };
         // A 3 s sample: its 4 repetitions all the same (12 s), then no more.
         assert!(wants_more(&cell(3, 2, 9.0), &r, || false));
         assert!(!wants_more(&cell(4, 3, 12.0), &r, || true));
-        // A 0.5 s sample: more while the ratio is imprecise, within 5 s and 8 reps.
+        // A 0.5 s sample: more while the ratio is imprecise, within 5 s.
         assert!(wants_more(&cell(4, 3, 2.0), &r, || true));
         assert!(!wants_more(&cell(4, 3, 2.0), &r, || false));
-        assert!(!wants_more(&cell(8, 7, 4.0), &r, || true));
+        assert!(!wants_more(&cell(10, 9, 5.0), &r, || true));
+        // A 0.2 s sample: 5 s, not the repetitions, stop it (at 40 a 0.1 s one).
+        assert!(wants_more(&cell(20, 19, 4.9), &r, || true));
+        assert!(!wants_more(&cell(40, 39, 4.0), &r, || true));
         // A 75 s sample (a compile under TCG): warm-up and one kept, then stop.
         assert!(wants_more(&cell(1, 0, 75.0), &r, || true));
         assert!(!wants_more(&cell(2, 1, 150.0), &r, || true));
@@ -640,6 +694,62 @@ mod tests {
     }
 
     #[test]
+    fn every_other_target_runs_next_to_a_native_sample() {
+        let (nw, nt, native) = (5, 8, 3);
+        for round in 0..20 {
+            let order = round_order(11, round, nw, nt, |_, _| true);
+            let paired = pair_with_native(&order, Some(native), 11, round, |_| true);
+            assert_eq!(
+                paired,
+                pair_with_native(&order, Some(native), 11, round, |_| true),
+                "replays from the seed"
+            );
+            for block in paired.chunk_by(|a, b| a.0 == b.0) {
+                let others: Vec<usize> =
+                    block.iter().map(|p| p.1).filter(|&t| t != native).collect();
+                // The others in their shuffled order, each once, native ⌈7/2⌉ times.
+                let shuffled: Vec<usize> = order
+                    .iter()
+                    .filter(|p| p.0 == block[0].0 && p.1 != native)
+                    .map(|p| p.1)
+                    .collect();
+                assert_eq!(others, shuffled);
+                assert_eq!(block.len() - others.len(), 4);
+                for (i, p) in block.iter().enumerate() {
+                    let next_to_native = (i > 0 && block[i - 1].1 == native)
+                        || block.get(i + 1).is_some_and(|q| q.1 == native);
+                    assert!(p.1 == native || next_to_native, "{block:?}");
+                }
+            }
+        }
+        // The last one alone goes before or after native, by the seed.
+        let places: std::collections::BTreeSet<usize> = (0..20)
+            .flat_map(|round| {
+                let order = round_order(11, round, 1, 2, |_, _| true);
+                pair_with_native(&order, Some(0), 11, round, |_| true)
+                    .iter()
+                    .position(|p| p.1 == 1)
+            })
+            .collect();
+        assert_eq!(places.len(), 2, "{places:?}");
+        // Native alone where the order has it, and nowhere it is not live.
+        let order = round_order(11, 0, 2, 3, |w, t| w == 0 || t == 0);
+        let paired = pair_with_native(&order, Some(0), 11, 0, |_| true);
+        let of = |w: usize| {
+            paired
+                .iter()
+                .filter(|p| p.0 == w)
+                .map(|p| p.1)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(0).iter().filter(|&&t| t == 0).count(), 1);
+        assert_eq!(of(1), vec![0]);
+        let dead = pair_with_native(&order, Some(0), 11, 0, |_| false);
+        assert!(dead.iter().filter(|p| p.0 == 0).all(|p| p.1 != 0));
+        assert_eq!(pair_with_native(&order, None, 11, 0, |_| true), order);
+    }
+
+    #[test]
     fn a_workload_that_never_finished_within_the_deadline_is_not_tried_again_under_auto() {
         let auto = crate::plan::RunSection::default();
         let fixed = crate::plan::RunSection {
@@ -677,7 +787,7 @@ mod tests {
 
     fn cell(kept: &[f64]) -> Cell {
         Cell {
-            kept: kept.to_vec(),
+            kept: kept.iter().map(|&v| (None, v)).collect(),
             hib: true,
             ..Default::default()
         }
