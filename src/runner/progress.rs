@@ -52,8 +52,14 @@ impl Progress {
         }
     }
 
+    /// `reps`: the most repetitions planned, shown after the count while it is
+    /// not exceeded (native, which runs next to every other target, goes beyond).
     pub fn start_item(&self, target: &str, workload: &str, rep: u32, reps: u32) {
-        let msg = format!("{target} · {workload} · rep {}/{reps}", rep + 1);
+        let msg = if rep < reps {
+            format!("{target} · {workload} · rep {}/{reps}", rep + 1)
+        } else {
+            format!("{target} · {workload} · rep {}", rep + 1)
+        };
         if let Some(b) = &self.bar {
             b.set_message(msg.clone());
         }
