@@ -6,7 +6,7 @@
 #
 # For each workload, RUNS (default 10) executions of virtmark's workload (through
 # `virtmark agent`, quick preset sizes, 1 s like the references, where `virtmark run`
-# gives cpu-int, cpu-fp, mem-bw and dd-zero 200 ms samples and pairs them) and
+# gives cpu-int, cpu-fp, mem-bw, dd-zero and dbench 200 ms samples and pairs them) and
 # RUNS executions of the reference tool with the same work, alternated (virtmark first
 # in odd rounds, the reference first in even ones) so that load from other processes
 # falls on both alike, after one warm-up round of both that is discarded. Prints the coefficient of variation (sample standard deviation

@@ -638,7 +638,7 @@ mod tests {
     }
 
     /// Each target sample is paired with native's nearest sample of its round;
-    /// from 6 pairs on, the ratio is the pairs' and says how many.
+    /// from `PAIRED_MIN` pairs on, the ratio is the pairs' and says how many.
     #[test]
     fn a_target_sample_pairs_with_the_native_one_next_to_it() {
         let at = |round, slot| Some(Position { round, slot });

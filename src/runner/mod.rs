@@ -347,7 +347,8 @@ fn replay(
 /// The overhead step inside an open session.
 ///
 /// Rounds: in each, every (target, workload) still to be measured runs once, in
-/// the order of [`round_order`]. A (target, workload) is measured `reps` times;
+/// the order of [`round_order`], with native next to each of the others
+/// ([`pair_with_native`]: native runs ⌈k/2⌉ times a workload). A (target, workload) is measured `reps` times;
 /// with `auto`, then again until its ratio is precise enough or a cap. Every sample records its
 /// round and slot. After a target is restarted (DNR), its next sample is a
 /// warm-up and is discarded.

@@ -452,7 +452,7 @@ pub fn resolve_params(
 ) -> Params {
     let mut p = given.clone();
     match name {
-        "cpu-int" | "cpu-fp" => short_samples(preset, &mut p, run_duration),
+        "cpu-int" | "cpu-fp" | "dbench" => short_samples(preset, &mut p, run_duration),
         "mem-bw" => {
             short_samples(preset, &mut p, run_duration);
             stream::resolve(preset, &mut p, host)
@@ -470,7 +470,7 @@ pub fn resolve_params(
     p
 }
 
-/// Duration of a sample of `cpu-int`, `cpu-fp`, `mem-bw` and `dd-zero` in the quick
+/// Duration of a sample of `cpu-int`, `cpu-fp`, `mem-bw`, `dd-zero` and `dbench` in the quick
 /// preset when the run gives none: 200 ms, not the preset's 1 s. On a host whose
 /// CPUs change speed for a second or two at a time (a guest whose sibling
 /// hardware threads other guests load: `cpu-fp` at 50 or 86, `cpu-int` at 52 or
@@ -629,7 +629,7 @@ mod resolve_tests {
     fn cpu_samples_are_short_in_the_quick_preset_unless_a_duration_is_given() {
         let none = Params::default();
         let short = Some(Dur(QUICK_SHORT_DURATION));
-        for name in ["cpu-int", "cpu-fp", "mem-bw", "dd-zero"] {
+        for name in ["cpu-int", "cpu-fp", "mem-bw", "dd-zero", "dbench"] {
             let q = resolve_params(name, Preset::Quick, &none, &host(), None);
             assert_eq!(q.duration, short, "{name}");
             let run = Some(Dur(Duration::from_secs(3)));
