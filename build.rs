@@ -1,11 +1,18 @@
 // Records the git revision virtmark is built from, for the provenance of every run,
-// and builds the FP-state mediator that User-Mode Linux is started with
-// (src/targets/uml/fpshim.c), a shared object embedded in the binary.
+// and builds the two C programs embedded in the binary: the FP-state mediator that
+// User-Mode Linux is started with (src/targets/uml/fpshim.c, a shared object) and
+// the `fork` probe's dynamically linked forking process (src/probes/fork_loop.c).
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    build_uml_fpshim();
+    compile_c(
+        "src/targets/uml/fpshim.c",
+        "uml_fpshim.so",
+        &["-shared", "-fPIC"],
+        &["-ldl"],
+    );
+    compile_c("src/probes/fork_loop.c", "fork_loop", &[], &[]);
     let rev = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
@@ -32,22 +39,20 @@ fn main() {
     }
 }
 
-/// Compile `src/targets/uml/fpshim.c` into `$OUT_DIR/uml_fpshim.so` with the C
-/// compiler (`$CC`, else `cc`; rusqlite's bundled SQLite needs one already).
-fn build_uml_fpshim() {
-    let src = "src/targets/uml/fpshim.c";
+/// Compile the C file `src` into `$OUT_DIR/<out>` with the C compiler (`$CC`, else
+/// `cc`; rusqlite's bundled SQLite needs one already), warnings as errors.
+fn compile_c(src: &str, out: &str, flags: &[&str], libs: &[&str]) {
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CC");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("uml_fpshim.so");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join(out);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
-        .args([
-            "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o",
-        ])
+        .args(["-O2", "-Wall", "-Wextra", "-Werror"])
+        .args(flags)
+        .arg("-o")
         .arg(&out)
         .arg(src)
-        .arg("-ldl")
+        .args(libs)
         .status()
         .unwrap_or_else(|e| panic!("running the C compiler {cc:?} for {src}: {e}"));
     assert!(status.success(), "{cc} failed to compile {src}");

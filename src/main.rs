@@ -7,7 +7,7 @@ fn main() {
     {
         return;
     }
-    // Where the fork probes run: a freshly executed, small process.
+    // Where the fork-exec probe runs: a freshly executed, small process.
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.first().map(|a| a.as_os_str())
         == Some(std::ffi::OsStr::new(virtmark::probes::CHILD_MODE))

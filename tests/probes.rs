@@ -192,13 +192,13 @@ fn dd_zero_counts_its_system_calls_and_gvisor_diagnosis_names_them() {
     assert!(f > 0.5, "the syscall model explains only {f}: {d}");
 }
 
-/// The fork probes run in a freshly executed agent, whatever the serving agent
-/// ran before: that mode pins itself to one CPU, measures and prints
+/// The fork-exec probe runs in a freshly executed agent, whatever the serving
+/// agent ran before: that mode pins itself to one CPU, measures and prints
 /// `<operations> <ns> <cpu>`, and refuses what it does not know.
 #[test]
-fn the_fork_probes_child_mode_measures_and_refuses_unknown_probes() {
+fn the_fork_exec_probes_child_mode_measures_and_refuses_unknown_probes() {
     let out = Sandbox::new()
-        .cmd(&[virtmark::probes::CHILD_MODE, "fork", "20000000"])
+        .cmd(&[virtmark::probes::CHILD_MODE, "fork-exec", "20000000"])
         .assert()
         .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
@@ -213,9 +213,11 @@ fn the_fork_probes_child_mode_measures_and_refuses_unknown_probes() {
     // The CPU it pinned itself to is one this process may run on.
     let ours = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
     assert!(ours.is_set(f[2] as usize).unwrap_or(false), "{text:?}");
-    Sandbox::new()
-        .cmd(&[virtmark::probes::CHILD_MODE, "getppid", "20000000"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("fork|fork-exec"));
+    for unknown in ["getppid", "fork"] {
+        Sandbox::new()
+            .cmd(&[virtmark::probes::CHILD_MODE, unknown, "20000000"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("<fork-exec>"));
+    }
 }

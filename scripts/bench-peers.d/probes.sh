@@ -4,7 +4,9 @@
 # (both pinned to one CPU with taskset, as the two probes pin themselves), natively, side by
 # side, ROUNDS alternating rounds; medians compared. The figure checked is the
 # agreement, the smaller of virtmark/lmbench and lmbench/virtmark: goal 0.8,
-# that is within 25% either way.
+# that is within 25% either way. A last comment line times the fork probe's own C
+# program (src/probes/fork_loop.c, dynamically linked as the probe runs it) built
+# statically as well: what the process image alone does to the cost of a fork.
 #
 # lmbench is in Debian's non-free component: as root this adds it to the apt
 # sources (bookworm non-free) and installs the package.
@@ -57,6 +59,24 @@ PY
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lmbench >/dev/null
 fi
 
+# The fork probe's C program, linked dynamically (as the probe runs it, and as
+# lat_proc is) and statically: what the process image alone does to a fork.
+if ! command -v gcc >/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null
+    else
+        echo "probes.sh: gcc is missing (apt-get install gcc libc6-dev)" >&2
+        exit 1
+    fi
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/src/probes/fork_loop.c"
+gcc -O2 -static -o "$work/fork-static" "$SRC"
+gcc -O2 -o "$work/fork-dynamic" "$SRC"
+# Median µs per fork of one 0.3 s run (its first line is the CPU it pinned to).
+fork_c_us() { "$1" 300000000 | tail -n +2 | median | awk '{ print $1 / 1000 }'; }
+
 probe_us() {
     printf '{"v":1,"type":"run_workload","id":1,"workload":"%s","duration":"300ms"}\n' "$1" |
         "$VIRTMARK" agent | python3 -c '
@@ -75,7 +95,7 @@ else:
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A vm ref
+declare -A vm ref c
 for _ in $(seq "$rounds"); do
     vm[getppid]+="$(probe_us getppid) "
     ref[getppid]+="$("$L/lat_syscall" null 2>&1 | awk '/Simple syscall/ { print $3 }') "
@@ -83,12 +103,17 @@ for _ in $(seq "$rounds"); do
     ref[ctx-switch]+="$(taskset -c 0 "$L/lat_ctx" -s 0 2 2>&1 | awk '$1 == 2 { print $2 }') "
     vm[fork]+="$(probe_us fork) "
     ref[fork]+="$(taskset -c 0 "$L/lat_proc" fork 2>&1 | awk '/fork\+exit/ { print $3 }') "
+    c[static]+="$(fork_c_us "$work/fork-static") "
+    c[dynamic]+="$(fork_c_us "$work/fork-dynamic") "
 done
 
 for k in getppid ctx-switch fork; do
     v=$(tr ' ' '\n' <<<"${vm[$k]}" | grep . | median)
     r=$(tr ' ' '\n' <<<"${ref[$k]}" | grep . | median)
-    echo "# $k: virtmark ${vm[$k]}; lmbench ${ref[$k]}(µs)"
+    echo "# $k: virtmark ${vm[$k]}; lmbench ${ref[$k]}(µs); virtmark/lmbench $(awk -v v="$v" -v r="$r" 'BEGIN { printf "%.3f", v / r }')"
     agree=$(awk -v v="$v" -v r="$r" 'BEGIN { a = v / r; if (a > 1) a = 1 / a; printf "%.3f", a }')
     echo "PEER probe-$k virtmark=$v reference=$r unit=us ratio=$agree goal=0.8"
 done
+cs=$(tr ' ' '\n' <<<"${c[static]}" | grep . | median)
+cd_=$(tr ' ' '\n' <<<"${c[dynamic]}" | grep . | median)
+echo "# the fork probe's C program, 0.3 s a round: static ${c[static]}(median $cs µs); dynamic ${c[dynamic]}(median $cd_ µs); static/dynamic $(awk -v s="$cs" -v d="$cd_" 'BEGIN { printf "%.3f", s / d }')"

@@ -305,25 +305,6 @@ pub(super) fn signal(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     Ok(outcome(n, t, vec![]))
 }
 
-/// fork + exit + wait, for `budget`: operations and their time. The child
-/// leaves through the C library's `exit`, as lmbench's `lat_proc fork` child
-/// and every ordinary program do (atexit handlers, stdio teardown: pages it
-/// writes after the fork, each a copy-on-write fault), not `_exit`.
-/// Only for [`child_main`]'s single-threaded process.
-fn fork_loop(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
-    timed(budget, 1, || {
-        // SAFETY: the forking process is single-threaded (a freshly executed
-        // agent in `child_main`, before any thread starts), so no lock that
-        // `exit` needs can be held by another thread in the child.
-        match unsafe { libc::fork() } {
-            -1 => Err(last_os_error("fork")),
-            // SAFETY: see above.
-            0 => unsafe { libc::exit(0) },
-            pid => reap(pid, "fork"),
-        }
-    })
-}
-
 /// fork + exec of this executable with [`super::EXEC_MODE`] + wait, for `budget`.
 fn fork_exec_loop(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
     let exe = std::env::current_exe().ctx(|| "finding the agent's executable".into())?;
@@ -352,10 +333,10 @@ fn fork_exec_loop(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
 type Loop = fn(Duration) -> Result<(u64, Duration), WorkloadError>;
 
 /// The probes [`child_main`] runs, by name.
-const IN_FRESH_PROCESS: &[(&str, Loop)] = &[("fork", fork_loop), ("fork-exec", fork_exec_loop)];
+const IN_FRESH_PROCESS: &[(&str, Loop)] = &[("fork-exec", fork_exec_loop)];
 
-/// `virtmark --probe-child <probe> <budget ns>`: run one of the process
-/// probes (`fork`, `fork-exec`) in this freshly executed process, pinned to one
+/// `virtmark --probe-child <probe> <budget ns>`: run the process probe
+/// `fork-exec` in this freshly executed process, pinned to one
 /// CPU, and print `<operations> <ns> <cpu>` on stdout (`-` for the CPU when it
 /// could not be pinned); the exit status says whether it worked.
 pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
@@ -442,19 +423,106 @@ struct Fresh {
 
 impl Fresh {
     fn outcome(self, what: String) -> Outcome {
-        let placement = match self.cpu {
-            Some(c) => format!("parent and children pinned to CPU {c}: no cross-CPU wake-up"),
-            None => {
-                "not pinned (the affinity could not be set): the scheduler placed each child".into()
-            }
-        };
-        outcome(self.ops, self.time, vec![what, placement])
+        outcome(self.ops, self.time, vec![what, placement(self.cpu)])
     }
 }
 
+/// What a process probe's note says of where its children ran.
+fn placement(cpu: Option<u64>) -> String {
+    match cpu {
+        Some(c) => format!("parent and children pinned to CPU {c}: no cross-CPU wake-up"),
+        None => {
+            "not pinned (the affinity could not be set): the scheduler placed each child".into()
+        }
+    }
+}
+
+/// The `fork` probe's forking process, `src/probes/fork_loop.c` compiled by
+/// build.rs: a small C program linked dynamically against the host's C library.
+static FORK_LOOP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fork_loop"));
+
+/// The interpreter [`FORK_LOOP`] names, for the error when a target lacks it.
+const FORK_LOOP_NEEDS: &str = "the host's C library and its loader (/lib64/ld-linux-x86-64.so.2)";
+
+/// fork + exit + wait, from [`FORK_LOOP`], a freshly executed, dynamically
+/// linked C program, as lmbench's `lat_proc fork` forks from one: what a fork
+/// costs depends on the forking process's address space (its page tables are
+/// copied and torn down), and a dynamically linked program's written pages lie
+/// in the executable, its heap, the C library, the loader and the stack, each in
+/// its own page table, where a static one keeps them in a few. The programs real
+/// workloads fork (a compiler, make, a shell) are dynamically linked too. It runs
+/// from memory (a memfd, nothing written to the target's disk), pins itself and its
+/// children to one CPU, and reports each fork's time; the figure is the median's
+/// pace, as [`super::timed`] takes it.
 pub(super) fn fork(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
-    Ok(in_fresh_process("fork", budget(ctx))?
-        .outcome("forked from a freshly executed agent, not the serving one".into()))
+    let prog = MemExe::new("virtmark-fork-loop", FORK_LOOP)?;
+    let out = std::process::Command::new(prog.path())
+        .arg(budget(ctx).as_nanos().to_string())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            WorkloadError::Failed(if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "cannot execute the fork probe's C program: it needs {FORK_LOOP_NEEDS} in the target ({e})"
+                )
+            } else {
+                format!("executing the fork probe's C program: {e}")
+            })
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let cpu = lines.next().map(|l| l.trim().parse::<u64>().ok());
+    let ns: Option<Vec<f64>> = lines.map(|l| l.trim().parse::<f64>().ok()).collect();
+    match (out.status.success(), cpu, ns) {
+        (true, Some(cpu), Some(ns)) if !ns.is_empty() => {
+            let ops = ns.len() as u64;
+            let pace = crate::stats::median(&ns) * 1e-9;
+            Ok(outcome(
+                ops,
+                Duration::from_secs_f64(pace * ops as f64),
+                vec![
+                    "forked from a freshly executed, dynamically linked C program (the host's C library), as lmbench lat_proc fork".into(),
+                    placement(cpu),
+                ],
+            ))
+        }
+        _ => Err(WorkloadError::Failed(format!(
+            "the fork probe's C program ended with {} and printed {:?}: {}",
+            out.status,
+            text.lines().take(3).collect::<Vec<_>>().join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
+/// An executable held in memory (a memfd), run through `/proc/self/fd`: nothing
+/// is written to the target's disk and nothing is left behind; the descriptor is
+/// closed on drop (and on exec: a child sees it only until it executes it).
+struct MemExe {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl MemExe {
+    fn new(name: &str, bytes: &[u8]) -> Result<MemExe, WorkloadError> {
+        use std::os::fd::FromRawFd;
+        let cname = CString::new(name).expect("no NUL in the name");
+        // SAFETY: a valid NUL-terminated name; the descriptor returned is owned here.
+        let raw = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(last_os_error("memfd_create"));
+        }
+        // SAFETY: `raw` is a descriptor just opened and owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)
+            .ctx(|| format!("writing {name} into memory"))?;
+        Ok(MemExe { fd: file.into() })
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+    }
 }
 
 pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
@@ -528,4 +596,36 @@ pub(super) fn tcp_rr(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let _ = echo.join();
     let (n, t) = result?;
     Ok(outcome(n, t, vec!["one connection, TCP_NODELAY".into()]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::elf;
+
+    #[test]
+    fn the_fork_program_is_dynamically_linked() {
+        let segs = elf::segments(FORK_LOOP).expect("a 64-bit ELF executable");
+        assert!(segs.iter().any(|s| s.kind == elf::PT_INTERP));
+    }
+
+    #[test]
+    fn a_memory_executable_runs_and_leaves_no_descriptor() {
+        let exe = MemExe::new("virtmark-memexe-test", FORK_LOOP).unwrap();
+        let path = exe.path();
+        let link = std::fs::read_link(&path).unwrap();
+        assert!(
+            link.to_string_lossy()
+                .contains("memfd:virtmark-memexe-test"),
+            "{link:?}"
+        );
+        // No argument: the program's usage, status 2.
+        let out = std::process::Command::new(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: fork_loop"));
+        drop(exe);
+        // The descriptor is closed (its number may since hold another test's file).
+        let after = std::fs::read_link(&path).map(|l| l.to_string_lossy().into_owned());
+        assert!(!after.is_ok_and(|l| l.contains("memfd:virtmark-memexe-test")));
+    }
 }

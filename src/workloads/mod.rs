@@ -553,10 +553,11 @@ pub fn find(name: &str) -> Option<&'static Workload> {
         .find(|w| w.name == name)
 }
 
-/// Whether workload `name` compiles with the host's toolchain, which the
-/// targets then show read-only inside (`build`).
+/// Whether workload `name` needs the host's toolchain, which the targets then
+/// show read-only inside: `build` compiles with it, and the `fork` probe's
+/// dynamically linked program runs with its C library.
 pub fn needs_host_toolchain(name: &str) -> bool {
-    name == build::BUILD.name
+    name == build::BUILD.name || name == crate::probes::FORK.name
 }
 
 /// Names of every workload, for error messages.
