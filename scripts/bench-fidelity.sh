@@ -37,9 +37,12 @@
 # virtmark's scratch (its default, $VIRTMARK_SCRATCH, is /var/tmp too). ROUNDS
 # (default 5) runs of each reference per target, alternated between targets; virtmark
 # runs `virtmark run` on the same targets with ROUNDS+1 repetitions (first
-# discarded). Each ratio, the reference's as virtmark's, is the median of the ratios of
-# every sample in the target to every native one, as virtmark reports it. Goal: virtmark's ratio within ±15% of the
-# reference's (virtmark / reference between 0.85 and 1.15). Exits 1 when one misses.
+# discarded). virtmark's ratio is the one it reports (results.json's ratio_to_native:
+# each target sample paired with native's next to it). The reference's is estimated
+# the same way: each round's sample in the target paired with native's of the same
+# round, the Hodges–Lehmann estimate of their log-ratios. Goal: virtmark's ratio within
+# ±15% of the reference's (virtmark / reference between 0.85 and 1.15). Exits 1 when
+# one misses.
 #
 # The machine must be otherwise idle for the figures to mean much: disk ratios on a
 # shared virtual disk move by tens of percent between runs.
@@ -255,30 +258,32 @@ refs=$T/refs
 : >"$refs"
 for k in "${!ref[@]}"; do echo "$k ${ref[$k]}" >>"$refs"; done
 python3 - "$results" "$refs" "${targets[*]}" "${workloads[*]}" <<'PY'
-import json, statistics, sys
+import json, math, statistics, sys
 run = json.load(open(sys.argv[1]))
 refs = {}
 for line in open(sys.argv[2]):
     k, *vals = line.split()
     refs[k] = [float(v) for v in vals]
 targets, workloads = sys.argv[3].split(), sys.argv[4].split()
-vm = {}
-for s in run["samples"]:
-    if s["discarded"]:
-        continue
-    vm.setdefault(f'{s["target"]}.{s["workload"]}', []).append(s["metrics"][0]["value"])
-med = statistics.median
-def ratio(t, b):
-    # As virtmark's results: the median of every t/b pair (Hodges–Lehmann), for both tools.
-    return med([x / y for x in t for y in b])
+vm = {(e["target"], e["workload"]): e for e in run["results"] if e.get("headline")}
+def walsh_median(xs):
+    # One-sample Hodges–Lehmann estimate: the median of the Walsh averages.
+    return statistics.median([(xs[i] + xs[j]) / 2 for i in range(len(xs)) for j in range(i, len(xs))])
+def ref_ratio(t, b):
+    # The reference's samples alternate between targets round by round, as virtmark's
+    # do: pair each round's sample in the target with native's of the same round and
+    # take the Hodges–Lehmann estimate of the log-ratios, as virtmark's paired ratio.
+    return math.exp(walsh_median([math.log(x / y) for x, y in zip(t, b)]))
 print(f"\n{'target':8} {'workload':9} {'reference ratio':>16} {'virtmark ratio':>15} {'vm/ref':>7}  goal 0.85-1.15")
 fail = False
 for t in targets[1:]:
     for w in workloads:
         try:
-            rr = ratio(refs[f"{t}.{w}"], refs[f"native.{w}"])
-            vr = ratio(vm[f"{t}.{w}"], vm[f"native.{w}"])
-        except (KeyError, statistics.StatisticsError, ZeroDivisionError):
+            rr = ref_ratio(refs[f"{t}.{w}"], refs[f"native.{w}"])
+            vr = vm[(t, w)]["ratio_to_native"]
+            if vr is None:
+                raise KeyError(w)
+        except (KeyError, statistics.StatisticsError, ZeroDivisionError, ValueError):
             print(f"{t:8} {w:9} {'missing samples':>16}")
             fail = True
             continue
