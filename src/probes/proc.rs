@@ -452,8 +452,8 @@ const FORK_LOOP_NEEDS: &str = "the host's C library and its loader (/lib64/ld-li
 /// its own page table, where a static one keeps them in a few. The programs real
 /// workloads fork (a compiler, make, a shell) are dynamically linked too. It runs
 /// from memory (a memfd, nothing written to the target's disk), pins itself and its
-/// children to one CPU, and reports each fork's time; the figure is the median's
-/// pace, as [`super::timed`] takes it.
+/// children to one CPU, and reports each fork's time; the figure is the median
+/// fork's, as [`super::timed`] takes the median batch's pace.
 pub(super) fn fork(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
     let prog = MemExe::new("virtmark-fork-loop", FORK_LOOP)?;
     let out = std::process::Command::new(prog.path())
