@@ -329,11 +329,8 @@ fn fork_exec_loop(budget: Duration) -> Result<(u64, Duration), WorkloadError> {
     })
 }
 
-/// A measuring loop: operations done within a budget, and their time.
-type Loop = fn(Duration) -> Result<(u64, Duration), WorkloadError>;
-
-/// The probes [`child_main`] runs, by name.
-const IN_FRESH_PROCESS: &[(&str, Loop)] = &[("fork-exec", fork_exec_loop)];
+/// The one probe [`child_main`] runs.
+const IN_FRESH_PROCESS: &str = "fork-exec";
 
 /// `virtmark --probe-child <probe> <budget ns>`: run the process probe
 /// `fork-exec` in this freshly executed process, pinned to one
@@ -346,16 +343,10 @@ pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
         .and_then(|a| a.to_str())
         .and_then(|a| a.parse::<u64>().ok())
         .map(Duration::from_nanos);
-    let run = IN_FRESH_PROCESS.iter().find(|(n, _)| Some(*n) == probe);
-    let (Some((_, run)), Some(budget)) = (run, budget) else {
+    let (Some(IN_FRESH_PROCESS), Some(budget)) = (probe, budget) else {
         eprintln!(
-            "usage: virtmark {} <{}> <budget in ns>",
-            super::CHILD_MODE,
-            IN_FRESH_PROCESS
-                .iter()
-                .map(|p| p.0)
-                .collect::<Vec<_>>()
-                .join("|")
+            "usage: virtmark {} <{IN_FRESH_PROCESS}> <budget in ns>",
+            super::CHILD_MODE
         );
         return 2;
     };
@@ -365,7 +356,7 @@ pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
     // others. Natively here that spread unpinned forks over 73–85 µs, against
     // 58–59 µs pinned. This process ends with the probe: nothing to restore.
     let cpu = pin_to_one_cpu().map_or_else(|| "-".to_string(), |(_, c)| c.to_string());
-    match run(budget) {
+    match fork_exec_loop(budget) {
         Ok((n, t)) => {
             println!("{n} {} {cpu}", t.as_nanos());
             0
@@ -377,13 +368,14 @@ pub fn child_main(args: &[std::ffi::OsString]) -> i32 {
     }
 }
 
-/// Run `probe` in a freshly executed agent ([`child_main`]): a process's fork
+/// Run [`IN_FRESH_PROCESS`] in a freshly executed agent ([`child_main`]): a process's fork
 /// copies its page tables and address-space map and tears them down again,
 /// so forking the serving agent, whose footprint grows with the workloads it
 /// ran before (heap, thread stacks, arenas), would measure its history. The
 /// fresh process has the footprint of a just-started static executable, the
 /// same in every target and every run.
-fn in_fresh_process(probe: &str, budget: Duration) -> Result<Fresh, WorkloadError> {
+fn in_fresh_process(budget: Duration) -> Result<Fresh, WorkloadError> {
+    let probe = IN_FRESH_PROCESS;
     let exe = std::env::current_exe().ctx(|| "finding the agent's executable".into())?;
     let out = std::process::Command::new(&exe)
         .arg(super::CHILD_MODE)
@@ -526,7 +518,7 @@ impl MemExe {
 }
 
 pub(super) fn fork_exec(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
-    Ok(in_fresh_process("fork-exec", budget(ctx))?.outcome(format!(
+    Ok(in_fresh_process(budget(ctx))?.outcome(format!(
         "forked from a freshly executed agent, executes the agent with {}",
         super::EXEC_MODE
     )))
