@@ -108,7 +108,7 @@ pub fn render(view: &View) -> String {
 
         let _ = writeln!(
             o,
-            "## Ratio to native\n\nThe median of the ratios of every sample to the native sample run next to it (signed-rank Hodges–Lehmann; with fewer than {} such pairs, to every native sample), higher is better; distribution-free 95% interval in brackets, its real level in parentheses when below 95%; ≈ native when the interval holds 1.\n",
+            "## Ratio to native\n\nThe median of the ratios of every sample to the native sample run next to it (its interval the sign test's; with fewer than {} such pairs, to every native sample), higher is better; distribution-free 95% interval in brackets, its real level in parentheses when below 95%; ≈ native when the interval holds 1.\n",
             crate::stats::PAIRED_MIN
         );
         let compared = view.compared();
