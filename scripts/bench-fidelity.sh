@@ -11,7 +11,7 @@
 # | -------- | ------------------------------------------------------------------ |
 # | cpu-int  | sysbench cpu --threads=1 --time=1 (events/s)                       |
 # | mem-bw   | STREAM-style triad in C (bench-peers.d/stream_ref.c, gcc -O3)      |
-# | fileio   | fio 64 KiB sequential write of 256 MiB with end_fsync=1 (MB/s)     |
+# | fileio   | fio 64 KiB sequential write of 64 MiB with end_fsync=1 (MB/s)      |
 # | dd-zero  | dd if=/dev/zero of=/dev/null bs=512, about 1 s of blocks (MB/s)    |
 #
 # How the reference runs inside each target (the target's own runtime, with the
@@ -85,7 +85,7 @@ once() {
     mem-bw) "$dir/stream_ref" | awk '$1 == "triad" { print $2 }' ;;
     fileio)
         rm -f "$dir/fio.tmp"
-        fio --name=fid --filename="$dir/fio.tmp" --rw=write --bs=64k --size=256m --ioengine=psync \
+        fio --name=fid --filename="$dir/fio.tmp" --rw=write --bs=64k --size=64m --ioengine=psync \
             --end_fsync=1 --fallocate=none --output-format=terse --terse-version=3 |
             awk -F';' '{ print $47 * 1024 / ($50 / 1000) / 1e6 }' # write KiB over runtime (fsync included)
         rm -f "$dir/fio.tmp"

@@ -20,9 +20,9 @@
 # | cpu-fp     | sysbench cpu --threads=1 --time=1 (events/s)                      |
 # | mem-bw     | STREAM-style triad in C (bench-peers.d/stream_ref.c, gcc -O3)     |
 # | compress   | bzip2 -9 of the same corpus (wall time)                           |
-# | fileio     | fio 64 KiB sequential write of 256 MiB, end_fsync=1               |
+# | fileio     | fio 64 KiB sequential write of 64 MiB, end_fsync=1                |
 # | dd-zero    | dd if=/dev/zero of=/dev/null bs=512                               |
-# | dd-copy    | dd bs=512 conv=fsync copy of a 128 MiB file                        |
+# | dd-copy    | dd bs=512 conv=fsync copy of a 32 MiB file                         |
 # | net-stream | iperf3 -c 127.0.0.1 -t 1 (receiver figure)                         |
 # | net-rr     | the C ping-pong (bench-peers.d/rr-pingpong.c), same pinning       |
 # | rsync-tree | rsync -a of the same generated tree (8,000 files, 100 MB)         |
@@ -142,7 +142,7 @@ ref_bzip2() {
 }
 ref_fio() {
     rm -f "$T/fio.tmp"
-    fio --name=stab --filename="$T/fio.tmp" --rw=write --bs=64k --size=256m --ioengine=psync \
+    fio --name=stab --filename="$T/fio.tmp" --rw=write --bs=64k --size=64m --ioengine=psync \
         --end_fsync=1 --fallocate=none --output-format=json |
         python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]["write"]; print(j["io_bytes"]/(j["runtime"]/1000)/1e6)'
     rm -f "$T/fio.tmp"
@@ -202,7 +202,7 @@ setup_pair() {
             workloads::compress::tests::dump_corpus -- --ignored --exact >/dev/null 2>&1
         [[ -s $T/corpus ]] || { echo "bench-stability: the corpus was not written" >&2; exit 1; }
         ;;
-    dd-copy) head -c $((128 << 20)) /dev/urandom >"$T/dd.src"; sync ;;
+    dd-copy) head -c $((32 << 20)) /dev/urandom >"$T/dd.src"; sync ;;
     net-stream)
         IPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         iperf3 -s -B 127.0.0.1 -p "$IPORT" >"$T/iperf3.out" 2>&1 &
@@ -254,9 +254,9 @@ pair_spec() {
     cpu-fp) echo "index|sysbench cpu|ref_sysbench|{}" ;;
     mem-bw) echo "triad|STREAM triad (C, gcc -O3)|ref_stream|{\"size\":\"80000000\",\"threads\":1}" ;;
     compress) echo "time|bzip2 -9|ref_bzip2|{}" ;;
-    fileio) echo "write|fio seq write + fsync|ref_fio|{\"size\":\"256MiB\",\"block-size\":\"64KiB\",\"fsync\":true}" ;;
+    fileio) echo "write|fio seq write + fsync|ref_fio|{\"size\":\"64MiB\",\"block-size\":\"64KiB\",\"fsync\":true}" ;;
     dd-zero) echo "throughput|dd /dev/zero → /dev/null|ref_dd_zero|{}" ;;
-    dd-copy) echo "throughput|dd conv=fsync|ref_dd_copy|{\"size\":\"128MiB\"}" ;;
+    dd-copy) echo "throughput|dd conv=fsync|ref_dd_copy|{\"size\":\"32MiB\"}" ;;
     net-stream) echo "throughput|iperf3|ref_iperf3|{}" ;;
     net-rr) echo "transactions|C ping-pong|ref_rr|{}" ;;
     rsync-tree) echo "time|rsync -a|ref_rsync \"$T/tree/\"|{}" ;;

@@ -98,10 +98,19 @@ fn set_up_comes_before_the_barrier_and_the_windows_start_together() {
         return;
     }
     let sb = Sandbox::new();
+    // A source image large enough that writing it takes far longer than the
+    // barrier (the quick preset's own is 32 MiB).
+    std::fs::write(
+        sb.path().join("copy.toml"),
+        "[params.dd-copy]\nsize = \"128MiB\"\n",
+    )
+    .unwrap();
     cmd(
         &sb,
         &[
             "scale",
+            "--plan",
+            "copy.toml",
             "-t",
             "ns",
             "-w",

@@ -78,6 +78,80 @@ fn run_dd(target: &str, technology: &str) {
     assert_nothing_left(&run_id);
 }
 
+/// `mem-bw`'s samples of a round make their set-ups (three 80 MB arrays, faulted
+/// in) together and wait at a barrier: each one's window starts as soon as the
+/// one before it in the round has answered, not a set-up later, and never before.
+#[test]
+fn mem_bw_samples_of_a_round_run_back_to_back_after_their_set_ups() {
+    if common::skip_or_require("ns") {
+        return;
+    }
+    let sb = sandbox();
+    cmd(
+        &sb,
+        &[
+            "run",
+            "-t",
+            "native,ns",
+            "-w",
+            "mem-bw",
+            "--reps",
+            "4",
+            "--out",
+            "out",
+        ],
+    )
+    .timeout(Duration::from_secs(120))
+    .assert()
+    .success();
+    let r = results_json(&sb.run_dir("out"));
+    assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{r:#}");
+    let note = |s: &serde_json::Value, k: &str| -> f64 {
+        s["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|n| n.as_str()?.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} note: {s}"))
+            .parse()
+            .unwrap()
+    };
+    let mut samples: Vec<&serde_json::Value> = r["samples"].as_array().unwrap().iter().collect();
+    samples.sort_by_key(|s| {
+        (
+            s["position"]["round"].as_u64(),
+            s["position"]["slot"].as_u64(),
+        )
+    });
+    let mut followers = 0;
+    for w in samples.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        // The first round starts the targets, each at its own slot: a group
+        // forms from the second on.
+        if a["position"]["round"] != b["position"]["round"] || a["position"]["round"] == 0 {
+            continue;
+        }
+        followers += 1;
+        let gap = note(b, "started_at") - note(a, "ended_at");
+        // What the later sample spent outside its window: its set-up, then the
+        // wait at the barrier while the earlier one ran.
+        let outside =
+            b["elapsed_s"].as_f64().unwrap() - (note(b, "ended_at") - note(b, "started_at"));
+        assert!(
+            gap > -0.005,
+            "the windows overlap by {:.3} s: {a} {b}",
+            -gap
+        );
+        assert!(
+            gap < 0.5 * outside,
+            "{gap:.3} s between the windows, {outside:.3} s outside the later one: its set-up was not made ahead ({a} {b})"
+        );
+    }
+    // Each round after the first: native and ns, in one group.
+    assert_eq!(followers, 3, "{samples:#?}");
+    assert_nothing_left(r["run_id"].as_str().unwrap());
+}
+
 fn kill_then_cleanup(target: &str) {
     if common::skip_or_require(target) {
         return;

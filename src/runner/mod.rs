@@ -13,6 +13,7 @@ pub mod scale;
 pub mod session;
 pub mod study;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -344,6 +345,100 @@ fn replay(
     }
 }
 
+/// A sample's measured window as notes, `started_at=` and `ended_at=` (Unix
+/// seconds, as the agent's clock read them), for what the agent gave.
+pub(crate) fn window_notes(started_at: Option<f64>, ended_at: Option<f64>) -> Vec<String> {
+    [("started_at", started_at), ("ended_at", ended_at)]
+        .into_iter()
+        .filter_map(|(k, t)| Some(format!("{k}={:.6}", t?)))
+        .collect()
+}
+
+/// Most samples whose set-ups are made together ([`workloads::sets_up_together`]):
+/// a target, native and another target, as [`pair_with_native`] puts them.
+const SET_UP_GROUP: usize = 3;
+
+/// A sample whose set-up is made and which waits at its barrier.
+struct SetUp {
+    /// Its request (with a barrier).
+    req: Request,
+    /// Its share of the group's set-up time (the set-ups run at once, so each
+    /// member is charged the group's wall time divided by its size).
+    set_up_s: f64,
+    /// `None` at the barrier, or the answer that ends the sample instead (an
+    /// error in its set-up, a lost agent).
+    early: Option<Result<Response, ConnError>>,
+}
+
+/// The request that runs one sample of `workload` in `agent`.
+fn workload_request(
+    id: u64,
+    workload: &str,
+    plan: &Plan,
+    agent: &Agent,
+    count: bool,
+    barrier: bool,
+) -> Request {
+    Request::RunWorkload {
+        id,
+        workload: workload.to_string(),
+        params: plan.params.get(workload).cloned().unwrap_or_default(),
+        duration: plan.run.duration,
+        preset: plan.run.preset,
+        peer: agent.peer(),
+        barrier,
+        count,
+    }
+}
+
+/// Send every member's request (with a barrier) at once, so that their set-ups
+/// run together, and wait for each one's `ready`. Returns each member's
+/// [`SetUp`] by slot; an answer other than `ready` ends that member's sample with
+/// it, as it would have without the barrier.
+fn set_up_group(
+    agents: &mut [Option<Agent>],
+    members: Vec<(usize, usize, Request)>,
+    deadline: std::time::Duration,
+    interrupted: &AtomicBool,
+) -> HashMap<usize, SetUp> {
+    let start = Instant::now();
+    let mut sent = Vec::with_capacity(members.len());
+    for (slot, ti, req) in members {
+        let agent = agents[ti].as_mut().expect("live members only");
+        let sending = agent.conn.send(&req);
+        sent.push((slot, ti, req, sending));
+    }
+    let n = sent.len() as f64;
+    let waited: Vec<_> = sent
+        .into_iter()
+        .map(|(slot, ti, req, sending)| {
+            let agent = agents[ti].as_mut().expect("live members only");
+            let early = match sending {
+                Err(e) => Some(Err(e)),
+                Ok(()) => match agent.conn.wait(&req, deadline, interrupted, |_, _| {}) {
+                    Ok(Response::Ready { .. }) => None,
+                    answer => Some(answer),
+                },
+            };
+            (slot, req, early)
+        })
+        .collect();
+    let set_up_s = start.elapsed().as_secs_f64() / n;
+    waited
+        .into_iter()
+        .map(|(slot, req, early)| {
+            (
+                slot,
+                SetUp {
+                    req,
+                    set_up_s,
+                    early,
+                },
+            )
+        })
+        .collect()
+}
+
 /// The overhead step inside an open session.
 ///
 /// Rounds: in each, every (target, workload) still to be measured runs once, in
@@ -436,6 +531,8 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
             .map(|&(wi, ti)| u64::from(r.reps.saturating_sub(cells[wi][ti].attempts).max(1)))
             .sum();
         progress.set_total(progress.done_count() + left);
+        // Samples whose set-up is made, by slot (workloads that set up together).
+        let mut set_up: HashMap<usize, SetUp> = HashMap::new();
         for (slot, &(wi, ti)) in order.iter().enumerate() {
             if s.is_interrupted() {
                 break 'rounds;
@@ -498,37 +595,91 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                     }
                 }
             }
+            // The workload's operations are counted on its first warm-up only:
+            // counting slows system calls, and the sample is discarded anyway.
+            let warm_up = |ti: usize| cells[wi][ti].warmups_due > 0 || cold[ti];
+            let count = |ti: usize| warm_up(ti) && !cells[wi][ti].counted;
+            if workloads::sets_up_together(wname) && !set_up.contains_key(&slot) {
+                // This sample and the next ones of its workload (`a N b`) whose
+                // targets run already (from the second round on) make their
+                // set-ups now, together, and wait at a barrier: each is released
+                // when the one before it has answered.
+                let mut group = vec![(slot, ti)];
+                for (j, &(wj, tj)) in order.iter().enumerate().skip(slot + 1) {
+                    let rep_j = cells[wi][tj].attempts;
+                    if group.len() == SET_UP_GROUP
+                        || wj != wi
+                        || group.iter().any(|&(_, t)| t == tj)
+                        || dead[tj].is_some()
+                        || cells[wi][tj].skip.is_some()
+                        || agents[tj].is_none()
+                        || s.done
+                            .contains_key(&(target_names[tj].clone(), wname.clone(), rep_j))
+                    {
+                        break;
+                    }
+                    group.push((j, tj));
+                }
+                if group.len() > 1 {
+                    let members: Vec<(usize, usize, Request)> = group
+                        .iter()
+                        .map(|&(j, tj)| {
+                            let id = next_id;
+                            next_id += 1;
+                            let agent = agents[tj].as_ref().expect("live members only");
+                            (
+                                j,
+                                tj,
+                                workload_request(id, wname, plan, agent, count(tj), true),
+                            )
+                        })
+                        .collect();
+                    set_up = set_up_group(&mut agents, members, deadline, &s.interrupted);
+                }
+            }
             let agent = agents[ti].as_mut().expect("started above");
-            let id = next_id;
-            next_id += 1;
-            let warm_up = cells[wi][ti].warmups_due > 0 || cold[ti];
-            let req = Request::RunWorkload {
-                id,
-                workload: wname.clone(),
-                params: plan.params.get(wname).cloned().unwrap_or_default(),
-                duration: r.duration,
-                preset: r.preset,
-                peer: agent.peer(),
-                barrier: false,
-                // The workload's operations are counted on its first warm-up only:
-                // counting slows system calls, and the sample is discarded anyway.
-                count: warm_up && !cells[wi][ti].counted,
-            };
+            let warm_up = warm_up(ti);
             let began = Instant::now();
-            let answer = agent
-                .conn
-                .request(&req, deadline, &s.interrupted, |f, m| progress.sub(f, m));
+            let (answer, set_up_s) = match set_up.remove(&slot) {
+                Some(SetUp {
+                    req,
+                    set_up_s,
+                    early,
+                }) => {
+                    let answer = early.unwrap_or_else(|| {
+                        let Request::RunWorkload { id, .. } = req else {
+                            unreachable!("a set-up is a run_workload")
+                        };
+                        agent.conn.send(&Request::Go { id, at: None })?;
+                        agent
+                            .conn
+                            .wait(&req, deadline, &s.interrupted, |f, m| progress.sub(f, m))
+                    });
+                    (answer, set_up_s)
+                }
+                None => {
+                    let req = workload_request(next_id, wname, plan, agent, count(ti), false);
+                    next_id += 1;
+                    let answer = agent
+                        .conn
+                        .request(&req, deadline, &s.interrupted, |f, m| progress.sub(f, m));
+                    (answer, 0.0)
+                }
+            };
             let skipped = agent.conn.skipped();
             let cell = &mut cells[wi][ti];
             cell.attempts += 1;
-            cell.time_s += began.elapsed().as_secs_f64();
+            cell.time_s += set_up_s + began.elapsed().as_secs_f64();
             match answer {
                 Ok(Response::Sample {
                     metrics,
-                    notes,
+                    mut notes,
                     elapsed_s,
+                    started_at,
+                    ended_at,
                     ..
                 }) => {
+                    notes.extend(window_notes(started_at, ended_at));
                     cell.samples += 1;
                     let discarded = warm_up;
                     if discarded {

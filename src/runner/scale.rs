@@ -129,11 +129,9 @@ pub(crate) fn barrier_round(
                     ..
                 }) => {
                     let mut sample = make_sample(i, metrics, notes, elapsed_s);
-                    for (k, t) in [("started_at", started_at), ("ended_at", ended_at)] {
-                        if let Some(t) = t {
-                            sample.notes.push(format!("{k}={t:.6}"));
-                        }
-                    }
+                    sample
+                        .notes
+                        .extend(super::window_notes(started_at, ended_at));
                     if !cpus.is_empty() {
                         sample.notes.push(format!("cpus={cpus}"));
                     }

@@ -350,12 +350,29 @@ pub static SET_UP_FIRST: &[&str] = &[
     "rsync-file",
     "dd-copy",
     "dbench",
+    "mem-bw",
     "fileio",
 ];
 
 /// Largest page-cache primer ([`Ctx::prime_page_cache`]): enough for the quick
 /// preset's files; beyond it the kernel recycles pages under its own pressure.
 pub const PRIME_MAX: u64 = 512 << 20;
+
+/// Workloads whose samples in one round of the overhead step make their set-ups
+/// together, before the first of them is measured, and are then measured one
+/// right after the other (the runner's pairing group, `a N b`): `mem-bw`, whose
+/// set-up (three 80 MB arrays allocated and faulted in, about 0.2 s here) parted
+/// a target's window from its native partner's by 0.3 s and took a third of
+/// each sample's time. Together, the windows are 4 ms apart and a cell gets 11
+/// pairs in its 5 s instead of 8–9 (2026-12-01, `docs/method.md`). Each must be
+/// in [`SET_UP_FIRST`].
+pub static SET_UP_TOGETHER: &[&str] = &["mem-bw"];
+
+/// Whether the samples of `name` make their set-ups together
+/// ([`SET_UP_TOGETHER`]).
+pub fn sets_up_together(name: &str) -> bool {
+    SET_UP_TOGETHER.contains(&name)
+}
 
 /// Whether `name` calls [`Ctx::begin_measuring`] itself.
 pub fn sets_up_first(name: &str) -> bool {
@@ -590,7 +607,7 @@ mod resolve_tests {
         assert_eq!(f.block_size, Some(ByteSize(64 << 10)));
         assert_eq!((f.fsync, f.direct), (Some(true), Some(false)));
         let q = resolve_params("fileio", Preset::Quick, &none, &host(), None);
-        assert_eq!(q.size, Some(ByteSize(256 << 20)));
+        assert_eq!(q.size, Some(ByteSize(64 << 20)));
         let b = resolve_params("build", Preset::Quick, &none, &host(), None);
         assert_eq!(b.threads, Some(2));
         let big = Host {

@@ -109,17 +109,22 @@ fn run(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
         min_trials,
         progress: ctx.progress,
     };
+    // The arrays are allocated and faulted in: the measured window starts (after
+    // the step's barrier, or the runner's, which measures a round's samples of
+    // `mem-bw` one right after the other: `workloads::SET_UP_TOGETHER`).
     let measured = if threads == 1 {
         init(a.get_mut(), b.get_mut(), c.get_mut());
+        ctx.begin_measuring()?;
         run_trials_single(&plan, a.get_mut(), b.get_mut(), c.get_mut())
     } else {
         best_of_trials(&run_trials_threaded(
             &plan,
+            &|| ctx.begin_measuring(),
             threads,
             a.get_mut(),
             b.get_mut(),
             c.get_mut(),
-        ))
+        )?)
     };
     let trials = measured.count;
     check(a.get(), b.get(), c.get(), trials)?;
@@ -329,11 +334,12 @@ const STOP: u8 = u8::MAX;
 /// from releasing the workers to the last one finishing.
 fn run_trials_threaded(
     plan: &TrialPlan,
+    begin: &dyn Fn() -> Result<(), WorkloadError>,
     threads: usize,
     a: &mut [f64],
     b: &mut [f64],
     c: &mut [f64],
-) -> Vec<[f64; 4]> {
+) -> Result<Vec<[f64; 4]>, WorkloadError> {
     let n = a.len();
     // Slices start on cache-line boundaries.
     let chunk = n.div_ceil(threads).div_ceil(LINE) * LINE;
@@ -364,6 +370,11 @@ fn run_trials_threaded(
             });
         }
         barrier.wait(); // every slice initialized
+        if let Err(e) = begin() {
+            command.store(STOP, Ordering::Release);
+            barrier.wait();
+            return Err(e);
+        }
         let start = Instant::now();
         let mut times = Vec::new();
         while plan.more(times.len() as u32, start) {
@@ -379,7 +390,7 @@ fn run_trials_threaded(
         }
         command.store(STOP, Ordering::Release);
         barrier.wait();
-        times
+        Ok(times)
     })
 }
 
