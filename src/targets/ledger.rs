@@ -615,6 +615,18 @@ fn cleanup_registered(dir: &Path, force: bool, only: Option<&str>) -> Result<Cle
                 cache_root: cache_root.clone(),
             };
             let out = cleanup_ledger(&reg.ledger, &scope)?;
+            // A test start keeps its ledger in its own scratch root
+            // (`targets::verify`): once every entry is handled, the root goes too.
+            if let Some(root) = &scope.scratch_root {
+                let own = reg.ledger.parent() == Some(root.as_path());
+                if own && out.problems.is_empty() && out.refused.is_empty() {
+                    if let Err(e) = std::fs::remove_dir_all(root) {
+                        report
+                            .problems
+                            .push(format!("run {run_id}: removing {}: {e}", root.display()));
+                    }
+                }
+            }
             report.problems.extend(out.problems);
             report.refused.extend(
                 out.refused
@@ -1384,6 +1396,26 @@ mod tests {
         assert_eq!(r.refused.len(), 3, "{:#?}", r.refused);
         assert!(r.problems.is_empty(), "{:#?}", r.problems);
         assert_eq!(r.ledgers.len(), 1);
+    }
+
+    #[test]
+    fn a_killed_test_start_leaves_nothing_after_cleanup() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = d.path().join("reg");
+        // As `targets::verify` lays a test start out: its ledger in its own
+        // directory, which is its scratch root too, named after its run.
+        let root = d.path().join("virtmark-verify-qemu_tcg-ab12c-XyZ");
+        create_private_dir(&root).unwrap();
+        let scratch = root.join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::write(scratch.join("scratch.img"), b"disk").unwrap();
+        let text = line(&Resource::Dir {
+            path: scratch.clone(),
+        });
+        register_dead(&reg, &root, "verify-qemu_tcg-ab12c", &root, &text);
+        let r = cleanup_registry(&reg, false).unwrap();
+        assert!(r.refused.is_empty() && r.problems.is_empty(), "{r:#?}");
+        assert!(!root.exists(), "the test start's directory is removed");
     }
 
     #[test]

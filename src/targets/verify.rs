@@ -113,8 +113,9 @@ fn test_start(
     target: &str,
     start: impl FnOnce(&StartEnv) -> Result<Instance>,
 ) -> Result<(), String> {
-    let dir = private_dir(target).map_err(|e| format!("{e:#}"))?;
-    let outcome = greet(target, &dir, start);
+    let (run_id, tag) = test_start_id(target);
+    let dir = private_dir(&run_id).map_err(|e| format!("{e:#}"))?;
+    let outcome = greet(&run_id, &tag, &dir, start);
     let log = tail(&dir.join("agent.log"));
     let _ = std::fs::remove_dir_all(&dir);
     outcome.map_err(|e| {
@@ -126,20 +127,23 @@ fn test_start(
     })
 }
 
-fn greet(
-    target: &str,
-    dir: &Path,
-    start: impl FnOnce(&StartEnv) -> Result<Instance>,
-) -> Result<()> {
+/// The run id of a test start of `target` (`verify-<target>-<tag>`) and its tag.
+fn test_start_id(target: &str) -> (String, String) {
     let tag: String = std::iter::repeat_with(fastrand::alphanumeric)
         .take(5)
         .collect::<String>()
         .to_ascii_lowercase();
-    let ledger = Arc::new(Ledger::create(
-        dir,
-        &format!("verify-{target}-{tag}").replace(':', "_"),
-        Some(dir),
-    )?);
+    let safe = target.replace([':', '/', '@'], "_");
+    (format!("verify-{safe}-{tag}"), tag)
+}
+
+fn greet(
+    run_id: &str,
+    tag: &str,
+    dir: &Path,
+    start: impl FnOnce(&StartEnv) -> Result<Instance>,
+) -> Result<()> {
+    let ledger = Arc::new(Ledger::create(dir, run_id, Some(dir))?);
     let exe = std::env::current_exe().context("locating virtmark's own binary")?;
     let env = StartEnv {
         exe: &exe,
@@ -193,15 +197,18 @@ fn hello(instance: &mut Instance) -> Result<()> {
     }
 }
 
-/// A new directory of our own (mode 0700) under the temp directory.
-fn private_dir(target: &str) -> Result<PathBuf> {
+/// A new directory of our own (mode 0700) under the temp directory, named after
+/// the test start's run (`virtmark-<run id>-…`): the ledger names it as its
+/// scratch root, and `virtmark cleanup` trusts a scratch root only under its
+/// run's name, so that what a killed test start leaves is removed (before
+/// 2026-12-01 the names differed and cleanup refused it).
+fn private_dir(run_id: &str) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let safe = target.replace([':', '/', '@'], "_");
     for _ in 0..16 {
         let suffix: String = std::iter::repeat_with(fastrand::alphanumeric)
             .take(12)
             .collect();
-        let p = std::env::temp_dir().join(format!("virtmark-verify-{safe}-{suffix}"));
+        let p = std::env::temp_dir().join(format!("virtmark-{run_id}-{suffix}"));
         match std::fs::DirBuilder::new().mode(0o700).create(&p) {
             Ok(()) => return Ok(p),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -261,6 +268,18 @@ mod tests {
         );
         assert!(t.contains("Attempted to kill init"), "{t}");
         assert!(!t.contains("[<"), "{t}");
+    }
+
+    #[test]
+    fn a_test_start_directory_is_named_after_its_run() {
+        // `virtmark cleanup` trusts a scratch root only under its run's name
+        // (`ledger::a_killed_test_start_leaves_nothing_after_cleanup`).
+        let (run_id, tag) = test_start_id("qemu:tcg");
+        assert!(run_id.starts_with("verify-qemu_tcg-") && run_id.ends_with(&tag));
+        let dir = private_dir(&run_id).unwrap();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(name.starts_with(&format!("virtmark-{run_id}-")), "{name}");
     }
 
     #[test]
