@@ -337,7 +337,7 @@ discard = 1
 auto = true
 precision = 0.03
 max-reps = {max_reps}
-# max-time default: {max_time}s quick, 30m faithful.
+# max-time default: {max_time}s quick (mem-bw 20s, its own cap), 30m faithful.
 # max-time = "{max_time}s"
 # The order of each round is drawn from this seed (recorded in every run's plan).
 # seed = 1234
@@ -351,7 +351,8 @@ deadline = "10m"
 workloads = [{names}]
 
 # Per-workload parameters (all optional): duration, size, block-size, threads,
-# clients, files, rows, transactions, fsync, direct. For example:
+# clients, files, rows, transactions, fsync, direct, and max-time (the auto
+# rule's time cap for that workload's cells). For example:
 # [params.fileio]
 # size = "1GiB"
 # block-size = "64KiB"
@@ -380,7 +381,9 @@ impl Plan {
             "memory".into(),
             show(self.run.memory.map(|m| m.to_string())),
         );
-        let params = self.params.get(workload).cloned().unwrap_or_default();
+        let mut params = self.params.get(workload).cloned().unwrap_or_default();
+        // How long to measure, not what: two runs with other caps did the same work.
+        params.max_time = None;
         if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&params) {
             for (k, v) in m {
                 let v = match v {
@@ -668,6 +671,9 @@ mod tests {
         assert!(a.work_differences(&b, "fileio").is_empty());
         // Another workload's parameters do not matter.
         b.params.entry("dd-copy".into()).or_default().size = Some("1GiB".parse().unwrap());
+        assert!(a.work_differences(&b, "fileio").is_empty());
+        // How long to measure is not what is measured.
+        b.params.get_mut("fileio").unwrap().max_time = Some("20s".parse().unwrap());
         assert!(a.work_differences(&b, "fileio").is_empty());
         b.params.get_mut("fileio").unwrap().size = Some("256MiB".parse().unwrap());
         b.run.preset = Preset::Faithful;

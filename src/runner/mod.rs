@@ -144,8 +144,14 @@ pub fn resolve_workload_params(plan: &mut Plan) {
     let host = workloads::Host::here(memory, cpus);
     for name in plan.workload_names() {
         let given = plan.params.get(&name).cloned().unwrap_or_default();
-        let resolved =
-            workloads::resolve_params(&name, plan.run.preset, &given, &host, plan.run.duration);
+        let resolved = workloads::resolve_params(
+            &name,
+            plan.run.preset,
+            &given,
+            &host,
+            plan.run.duration,
+            plan.run.max_time,
+        );
         if resolved != Params::default() {
             plan.params.insert(name, resolved);
         }
@@ -254,8 +260,14 @@ struct Cell {
 /// `max-time` with a sample kept (a slow target gets fewer, said by its level);
 /// beyond `reps`, while it took less than `max-time` and `more()` (its ratio is
 /// not yet precise enough).
-fn wants_more(c: &Cell, r: &crate::plan::RunSection, more: impl FnOnce() -> bool) -> bool {
-    let max_time_s = r.max_time().get().as_secs_f64();
+/// `max_time` is the cell's cap: its workload's `max-time`, else the run's.
+fn wants_more(
+    c: &Cell,
+    r: &crate::plan::RunSection,
+    max_time: crate::units::Dur,
+    more: impl FnOnce() -> bool,
+) -> bool {
+    let max_time_s = max_time.get().as_secs_f64();
     if !r.auto {
         c.attempts < r.reps
     } else if c.attempts >= r.max_reps {
@@ -362,8 +374,9 @@ const SET_UP_GROUP: usize = 3;
 struct SetUp {
     /// Its request (with a barrier).
     req: Request,
-    /// Its share of the group's set-up time (the set-ups run at once, so each
-    /// member is charged the group's wall time divided by its size).
+    /// Seconds from the group's requests to its own `ready` (or early answer):
+    /// its set-up, charged to its cell; not a slower member's (UML faults its
+    /// `mem-bw` arrays in for 7 s, where native takes 0.2 s).
     set_up_s: f64,
     /// `None` at the barrier, or the answer that ends the sample instead (an
     /// error in its set-up, a lost agent).
@@ -392,7 +405,8 @@ fn workload_request(
 }
 
 /// Send every member's request (with a barrier) at once, so that their set-ups
-/// run together, and wait for each one's `ready`. Returns each member's
+/// run together, and wait for each one's `ready`, noting when each came (every
+/// member is looked at in turn, [`READY_POLL`] at a time). Returns each member's
 /// [`SetUp`] by slot; an answer other than `ready` ends that member's sample with
 /// it, as it would have without the barrier.
 fn set_up_group(
@@ -402,42 +416,57 @@ fn set_up_group(
     interrupted: &AtomicBool,
 ) -> HashMap<usize, SetUp> {
     let start = Instant::now();
-    let mut sent = Vec::with_capacity(members.len());
+    let mut waiting = Vec::with_capacity(members.len());
+    let mut out = HashMap::new();
     for (slot, ti, req) in members {
         let agent = agents[ti].as_mut().expect("live members only");
-        let sending = agent.conn.send(&req);
-        sent.push((slot, ti, req, sending));
+        match agent.conn.send(&req) {
+            Ok(()) => waiting.push((slot, ti, req)),
+            Err(e) => {
+                let set_up_s = start.elapsed().as_secs_f64();
+                let early = Some(Err(e));
+                out.insert(
+                    slot,
+                    SetUp {
+                        req,
+                        set_up_s,
+                        early,
+                    },
+                );
+            }
+        }
     }
-    let n = sent.len() as f64;
-    let waited: Vec<_> = sent
-        .into_iter()
-        .map(|(slot, ti, req, sending)| {
+    while !waiting.is_empty() {
+        let late = start.elapsed() >= deadline;
+        let mut still = Vec::with_capacity(waiting.len());
+        for (slot, ti, req) in waiting {
             let agent = agents[ti].as_mut().expect("live members only");
-            let early = match sending {
-                Err(e) => Some(Err(e)),
-                Ok(()) => match agent.conn.wait(&req, deadline, interrupted, |_, _| {}) {
-                    Ok(Response::Ready { .. }) => None,
-                    answer => Some(answer),
-                },
+            let early = match agent.conn.wait(&req, READY_POLL, interrupted, |_, _| {}) {
+                Ok(Response::Ready { .. }) => None,
+                Err(ConnError::Deadline(_)) if !late => {
+                    still.push((slot, ti, req));
+                    continue;
+                }
+                Err(ConnError::Deadline(_)) => Some(Err(ConnError::Deadline(deadline))),
+                answer => Some(answer),
             };
-            (slot, req, early)
-        })
-        .collect();
-    let set_up_s = start.elapsed().as_secs_f64() / n;
-    waited
-        .into_iter()
-        .map(|(slot, req, early)| {
-            (
+            let set_up_s = start.elapsed().as_secs_f64();
+            out.insert(
                 slot,
                 SetUp {
                     req,
                     set_up_s,
                     early,
                 },
-            )
-        })
-        .collect()
+            );
+        }
+        waiting = still;
+    }
+    out
 }
+
+/// How long [`set_up_group`] waits on one member before it looks at the next.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The overhead step inside an open session.
 ///
@@ -492,6 +521,18 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
     let progress = Progress::new((r.reps as u64) * (nt * nw) as u64);
     let mut next_id = 1u64;
 
+    // Each workload's time cap: its own `max-time` (mem-bw's in the quick preset),
+    // else the run's.
+    let max_times: Vec<crate::units::Dur> = workload_names
+        .iter()
+        .map(|w| {
+            plan.params
+                .get(w)
+                .and_then(|p| p.max_time)
+                .unwrap_or_else(|| r.max_time())
+        })
+        .collect();
+
     'rounds: for round in 0u32.. {
         // Which cells still need a sample: non-native first, then native, which
         // goes on while any other target of its workload does.
@@ -511,8 +552,9 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
                             !precise(c, base.map(|n| &cells[wi][n]), r.precision)
                         }
                     };
-                    active[wi][ti] =
-                        dead[ti].is_none() && c.skip.is_none() && wants_more(c, r, more);
+                    active[wi][ti] = dead[ti].is_none()
+                        && c.skip.is_none()
+                        && wants_more(c, r, max_times[wi], more);
                 }
             }
         }
@@ -765,6 +807,7 @@ mod tests {
     #[test]
     fn slow_cells_get_fewer_repetitions_and_quick_ones_their_reps() {
         let r = crate::plan::RunSection::default(); // auto, reps 4, 5 s quick
+        let cap = r.max_time();
         let cell = |attempts: u32, kept: usize, time_s: f64| Cell {
             attempts,
             kept: vec![(None, 1.0); kept],
@@ -772,25 +815,30 @@ mod tests {
             ..Default::default()
         };
         // A 3 s sample: its 4 repetitions all the same (12 s), then no more.
-        assert!(wants_more(&cell(3, 2, 9.0), &r, || false));
-        assert!(!wants_more(&cell(4, 3, 12.0), &r, || true));
+        assert!(wants_more(&cell(3, 2, 9.0), &r, cap, || false));
+        assert!(!wants_more(&cell(4, 3, 12.0), &r, cap, || true));
         // A 0.5 s sample: more while the ratio is imprecise, within 5 s.
-        assert!(wants_more(&cell(4, 3, 2.0), &r, || true));
-        assert!(!wants_more(&cell(4, 3, 2.0), &r, || false));
-        assert!(!wants_more(&cell(10, 9, 5.0), &r, || true));
+        assert!(wants_more(&cell(4, 3, 2.0), &r, cap, || true));
+        assert!(!wants_more(&cell(4, 3, 2.0), &r, cap, || false));
+        assert!(!wants_more(&cell(10, 9, 5.0), &r, cap, || true));
         // A 0.2 s sample: 5 s, not the repetitions, stop it (at 40 a 0.1 s one).
-        assert!(wants_more(&cell(20, 19, 4.9), &r, || true));
-        assert!(!wants_more(&cell(40, 39, 4.0), &r, || true));
+        assert!(wants_more(&cell(20, 19, 4.9), &r, cap, || true));
+        assert!(!wants_more(&cell(40, 39, 4.0), &r, cap, || true));
         // A 75 s sample (a compile under TCG): warm-up and one kept, then stop.
-        assert!(wants_more(&cell(1, 0, 75.0), &r, || true));
-        assert!(!wants_more(&cell(2, 1, 150.0), &r, || true));
+        assert!(wants_more(&cell(1, 0, 75.0), &r, cap, || true));
+        assert!(!wants_more(&cell(2, 1, 150.0), &r, cap, || true));
         // Fixed repetitions ignore the caps.
         let fixed = crate::plan::RunSection {
             auto: false,
             ..Default::default()
         };
-        assert!(wants_more(&cell(2, 1, 150.0), &fixed, || false));
-        assert!(!wants_more(&cell(4, 3, 1.0), &fixed, || true));
+        assert!(wants_more(&cell(2, 1, 150.0), &fixed, cap, || false));
+        assert!(!wants_more(&cell(4, 3, 1.0), &fixed, cap, || true));
+        // A workload's own cap (mem-bw's 20 s): a 0.5 s sample goes on past 5 s.
+        let own = crate::units::Dur(crate::workloads::MEM_BW_QUICK_MAX_TIME);
+        assert!(wants_more(&cell(12, 11, 6.0), &r, own, || true));
+        assert!(!wants_more(&cell(12, 11, 6.0), &r, cap, || true));
+        assert!(!wants_more(&cell(39, 38, 20.0), &r, own, || true));
     }
 
     use super::*;

@@ -113,6 +113,10 @@ pub struct Params {
     /// Longest time for a response to count as good (rr-paced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Dur>,
+    /// The `auto` rule's time cap for each of this workload's cells, instead of
+    /// the run's `max-time` (how long to measure, not what: the agent ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<Dur>,
 }
 
 /// The accepted range of every workload parameter, checked by the plan before
@@ -121,6 +125,7 @@ pub struct Params {
 /// `docs/workloads.md` shows the same table.
 pub const PARAM_RANGES: &[(&str, u64, u64, &str)] = &[
     ("duration", 10, 24 * 3600 * 1000, "ms"),
+    ("max-time", 10, 24 * 3600 * 1000, "ms"),
     ("size", 4 << 10, 1 << 40, "bytes"),
     ("block-size", 512, 64 << 20, "bytes"),
     ("threads", 1, 1024, ""),
@@ -152,8 +157,9 @@ impl Params {
     pub fn check(&self, workload: &str) -> Result<(), String> {
         let ms =
             |d: &Option<Dur>| d.map(|d| u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX));
-        let fields: [(&str, Option<u64>); 10] = [
+        let fields: [(&str, Option<u64>); 11] = [
             ("duration", ms(&self.duration)),
+            ("max-time", ms(&self.max_time)),
             ("size", self.size.map(|b| b.bytes())),
             ("block-size", self.block_size.map(|b| b.bytes())),
             ("threads", self.threads.map(u64::from)),
@@ -466,12 +472,16 @@ pub fn resolve_params(
     given: &Params,
     host: &Host,
     run_duration: Option<Dur>,
+    run_max_time: Option<Dur>,
 ) -> Params {
     let mut p = given.clone();
     match name {
         "cpu-int" | "cpu-fp" | "dbench" => short_samples(preset, &mut p, run_duration),
         "mem-bw" => {
             short_samples(preset, &mut p, run_duration);
+            if preset == Preset::Quick && run_max_time.is_none() {
+                p.max_time.get_or_insert(Dur(MEM_BW_QUICK_MAX_TIME));
+            }
             stream::resolve(preset, &mut p, host)
         }
         "fileio" => fileio::resolve(preset, &mut p, host),
@@ -500,6 +510,17 @@ pub fn resolve_params(
 /// samples against 37–77% with 1 s ones; next to a native sample (the runner pairs
 /// them), in 99–100% (`docs/workloads.md`).
 pub const QUICK_SHORT_DURATION: Duration = Duration::from_millis(200);
+
+/// The `auto` rule's time cap for a `mem-bw` cell in the quick preset when the run
+/// gives no `max-time`: 20 s, not 5 s. On a host whose memory bandwidth varies by
+/// 12–15% from one 0.3 s window to the next, the next one included (the ratios of
+/// back-to-back pairs spread as much: log-ratio deviation 0.14–0.15), 5 s buy 11
+/// pairs and pin a ratio to about ±6% (one standard error), and an A/A run put
+/// one `mem-bw` ratio in three outside ±5% (2026-12-01: 1.041/0.976/1.065,
+/// 1.059/1.019/0.913). With 20 s, the 40 repetitions of `max-reps` stop it first,
+/// at 39 pairs: 1.023, 1.008 and 0.982 (`docs/workloads.md`). It costs about 1.5
+/// minutes a run on four targets.
+pub const MEM_BW_QUICK_MAX_TIME: Duration = Duration::from_secs(20);
 
 /// The quick preset's short sample duration ([`QUICK_SHORT_DURATION`]) unless the
 /// workload's parameters or the run (`run_duration`) give one.
@@ -598,7 +619,7 @@ mod resolve_tests {
     #[test]
     fn sizes_come_from_the_envelope_not_the_target() {
         let none = Params::default();
-        let f = resolve_params("fileio", Preset::Faithful, &none, &host(), None);
+        let f = resolve_params("fileio", Preset::Faithful, &none, &host(), None, None);
         assert_eq!(
             f.size,
             Some(ByteSize(4 << 30)),
@@ -606,21 +627,21 @@ mod resolve_tests {
         );
         assert_eq!(f.block_size, Some(ByteSize(64 << 10)));
         assert_eq!((f.fsync, f.direct), (Some(true), Some(false)));
-        let q = resolve_params("fileio", Preset::Quick, &none, &host(), None);
+        let q = resolve_params("fileio", Preset::Quick, &none, &host(), None, None);
         assert_eq!(q.size, Some(ByteSize(64 << 20)));
-        let b = resolve_params("build", Preset::Quick, &none, &host(), None);
+        let b = resolve_params("build", Preset::Quick, &none, &host(), None, None);
         assert_eq!(b.threads, Some(2));
         let big = Host {
             memory: 8 << 30,
             ..host()
         };
-        let m = resolve_params("mem-bw", Preset::Faithful, &none, &big, None);
+        let m = resolve_params("mem-bw", Preset::Faithful, &none, &big, None, None);
         assert_eq!(
             m.size,
             Some(ByteSize(640_000_000)),
             "STREAM's size fits in 8 GiB"
         );
-        let m = resolve_params("mem-bw", Preset::Faithful, &none, &host(), None);
+        let m = resolve_params("mem-bw", Preset::Faithful, &none, &host(), None, None);
         assert_eq!(m.size, Some(ByteSize(1 << 29)), "a quarter of 2 GiB");
         assert_eq!(m.threads, Some(1));
     }
@@ -632,13 +653,13 @@ mod resolve_tests {
             threads: Some(7),
             ..Params::default()
         };
-        let f = resolve_params("fileio", Preset::Faithful, &given, &host(), None);
+        let f = resolve_params("fileio", Preset::Faithful, &given, &host(), None, None);
         assert_eq!(f.size, Some(ByteSize::mib(8)));
-        let b = resolve_params("build", Preset::Quick, &given, &host(), None);
+        let b = resolve_params("build", Preset::Quick, &given, &host(), None, None);
         assert_eq!(b.threads, Some(7));
         let run = Some(Dur(Duration::from_secs(2)));
         assert_eq!(
-            resolve_params("cpu-int", Preset::Quick, &given, &host(), run),
+            resolve_params("cpu-int", Preset::Quick, &given, &host(), run, None),
             given
         );
     }
@@ -648,20 +669,41 @@ mod resolve_tests {
         let none = Params::default();
         let short = Some(Dur(QUICK_SHORT_DURATION));
         for name in ["cpu-int", "cpu-fp", "mem-bw", "dd-zero", "dbench"] {
-            let q = resolve_params(name, Preset::Quick, &none, &host(), None);
+            let q = resolve_params(name, Preset::Quick, &none, &host(), None, None);
             assert_eq!(q.duration, short, "{name}");
             let run = Some(Dur(Duration::from_secs(3)));
-            let given = resolve_params(name, Preset::Quick, &none, &host(), run);
+            let given = resolve_params(name, Preset::Quick, &none, &host(), run, None);
             assert_eq!(given.duration, None, "{name}: the run's own duration");
-            let f = resolve_params(name, Preset::Faithful, &none, &host(), None);
+            let f = resolve_params(name, Preset::Faithful, &none, &host(), None, None);
             assert_eq!(f.duration, None, "{name}: the preset's");
         }
         let mine = Params {
             duration: Some(Dur(Duration::from_millis(700))),
             ..Params::default()
         };
-        let kept = resolve_params("cpu-int", Preset::Quick, &mine, &host(), None);
+        let kept = resolve_params("cpu-int", Preset::Quick, &mine, &host(), None, None);
         assert_eq!(kept.duration, mine.duration);
+    }
+
+    #[test]
+    fn mem_bw_gets_a_longer_time_cap_in_the_quick_preset_unless_the_run_gives_one() {
+        let none = Params::default();
+        let own = Some(Dur(MEM_BW_QUICK_MAX_TIME));
+        let q = resolve_params("mem-bw", Preset::Quick, &none, &host(), None, None);
+        assert_eq!(q.max_time, own);
+        assert!(q.check("mem-bw").is_ok());
+        let run = Some(Dur(Duration::from_secs(30)));
+        let r = resolve_params("mem-bw", Preset::Quick, &none, &host(), None, run);
+        assert_eq!(r.max_time, None, "the run's max-time");
+        let f = resolve_params("mem-bw", Preset::Faithful, &none, &host(), None, None);
+        assert_eq!(f.max_time, None, "the preset's");
+        let c = resolve_params("cpu-int", Preset::Quick, &none, &host(), None, None);
+        assert_eq!(c.max_time, None, "mem-bw only");
+        let tiny = Params {
+            max_time: Some(Dur(Duration::from_millis(1))),
+            ..Params::default()
+        };
+        assert!(tiny.check("mem-bw").unwrap_err().contains("max-time"));
     }
 }
 
