@@ -130,16 +130,7 @@ fn set_up_comes_before_the_barrier_and_the_windows_start_together() {
     .assert()
     .success();
     let j = results_json(&sb.run_dir("out"));
-    let note = |s: &serde_json::Value, k: &str| -> f64 {
-        s["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find_map(|n| n.as_str()?.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k} note: {s}"))
-            .parse()
-            .unwrap()
-    };
+    let note = common::note_f64;
     let samples = j["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 4, "{samples:#?}");
     for s in samples {

@@ -106,16 +106,7 @@ fn mem_bw_samples_of_a_round_run_back_to_back_after_their_set_ups() {
     .success();
     let r = results_json(&sb.run_dir("out"));
     assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{r:#}");
-    let note = |s: &serde_json::Value, k: &str| -> f64 {
-        s["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find_map(|n| n.as_str()?.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k} note: {s}"))
-            .parse()
-            .unwrap()
-    };
+    let note = common::note_f64;
     let mut samples: Vec<&serde_json::Value> = r["samples"].as_array().unwrap().iter().collect();
     samples.sort_by_key(|s| {
         (

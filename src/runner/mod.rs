@@ -383,6 +383,17 @@ struct SetUp {
     early: Option<Result<Response, ConnError>>,
 }
 
+impl SetUp {
+    /// A member whose set-up ended now, `start` being the group's.
+    fn since(start: Instant, req: Request, early: Option<Result<Response, ConnError>>) -> SetUp {
+        SetUp {
+            req,
+            set_up_s: start.elapsed().as_secs_f64(),
+            early,
+        }
+    }
+}
+
 /// The request that runs one sample of `workload` in `agent`.
 fn workload_request(
     id: u64,
@@ -423,16 +434,7 @@ fn set_up_group(
         match agent.conn.send(&req) {
             Ok(()) => waiting.push((slot, ti, req)),
             Err(e) => {
-                let set_up_s = start.elapsed().as_secs_f64();
-                let early = Some(Err(e));
-                out.insert(
-                    slot,
-                    SetUp {
-                        req,
-                        set_up_s,
-                        early,
-                    },
-                );
+                out.insert(slot, SetUp::since(start, req, Some(Err(e))));
             }
         }
     }
@@ -450,15 +452,7 @@ fn set_up_group(
                 Err(ConnError::Deadline(_)) => Some(Err(ConnError::Deadline(deadline))),
                 answer => Some(answer),
             };
-            let set_up_s = start.elapsed().as_secs_f64();
-            out.insert(
-                slot,
-                SetUp {
-                    req,
-                    set_up_s,
-                    early,
-                },
-            );
+            out.insert(slot, SetUp::since(start, req, early));
         }
         waiting = still;
     }

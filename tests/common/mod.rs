@@ -81,6 +81,18 @@ impl Sandbox {
     }
 }
 
+/// The number a sample's `key=` note gives (`started_at`, `ended_at`).
+pub fn note_f64(sample: &serde_json::Value, key: &str) -> f64 {
+    sample["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|n| n.as_str()?.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} note: {sample}"))
+        .parse()
+        .unwrap()
+}
+
 /// Parse `results.json` of a run directory.
 pub fn results_json(run_dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(run_dir.join("results.json")).expect("results.json");
