@@ -210,8 +210,8 @@ pub struct CommonArgs {
     pub max_reps: Option<u32>,
     /// With `--reps auto`: no repetition beyond the first `reps` once a (target,
     /// workload)'s samples took this long together (default: 5s quick, 30m
-    /// faithful; quick mem-bw 20s unless this is given). A noisy host needs more:
-    /// `--max-time 30s`.
+    /// faithful; quick mem-bw 20s and compress 10s unless this is given). A noisy
+    /// host needs more: `--max-time 30s`.
     #[arg(long, value_name = "DUR")]
     pub max_time: Option<Dur>,
     /// Seed of the overhead step's order (default: drawn, and recorded in the

@@ -337,7 +337,7 @@ discard = 1
 auto = true
 precision = 0.03
 max-reps = {max_reps}
-# max-time default: {max_time}s quick (mem-bw 20s, its own cap), 30m faithful.
+# max-time default: {max_time}s quick (mem-bw 20s, compress 10s: their own caps), 30m faithful.
 # max-time = "{max_time}s"
 # The order of each round is drawn from this seed (recorded in every run's plan).
 # seed = 1234

@@ -479,13 +479,14 @@ pub fn resolve_params(
         "cpu-int" | "cpu-fp" | "dbench" => short_samples(preset, &mut p, run_duration),
         "mem-bw" => {
             short_samples(preset, &mut p, run_duration);
-            if preset == Preset::Quick && run_max_time.is_none() {
-                p.max_time.get_or_insert(Dur(MEM_BW_QUICK_MAX_TIME));
-            }
+            own_time_cap(preset, &mut p, run_max_time, MEM_BW_QUICK_MAX_TIME);
             stream::resolve(preset, &mut p, host)
         }
         "fileio" => fileio::resolve(preset, &mut p, host),
-        "compress" => compress::resolve(preset, &mut p),
+        "compress" => {
+            own_time_cap(preset, &mut p, run_max_time, COMPRESS_QUICK_MAX_TIME);
+            compress::resolve(preset, &mut p)
+        }
         "build" => build::resolve(preset, &mut p, host),
         "dd-zero" => {
             short_samples(preset, &mut p, run_duration);
@@ -521,6 +522,25 @@ pub const QUICK_SHORT_DURATION: Duration = Duration::from_millis(200);
 /// at 39 pairs: 1.023, 1.008 and 0.982 (`docs/workloads.md`). It costs about 1.5
 /// minutes a run on four targets.
 pub const MEM_BW_QUICK_MAX_TIME: Duration = Duration::from_secs(20);
+
+/// The `auto` rule's time cap for a `compress` cell in the quick preset when the
+/// run gives no `max-time`: 10 s, not 5 s. A sample takes about 0.4 s (0.2 s of
+/// compression in the window, then the corpus generated, synced and checked), so 5 s
+/// bought 10–12 pairs; their log-ratios spread like `cpu-int`'s 1 s samples on a
+/// host whose speed moves, and two A/A runs in five put one `compress` ratio outside
+/// ±5% (2026-12-01/02: 0.912, 0.946). Resampling the pairs of four such runs, the
+/// median of 11 pairs fell within ±5% in 89% of draws, of 22 in 96%; with 10 s,
+/// two runs on `native,ns,oci:runc,lxc` got 22–24 pairs and ratios 0.976–1.026
+/// (2026-12-02, `docs/workloads.md`). It costs about 5 s a target.
+pub const COMPRESS_QUICK_MAX_TIME: Duration = Duration::from_secs(10);
+
+/// A workload's own time cap `cap` in the quick preset, unless the run gives one
+/// (`--max-time` sets every cell's) or the plan gave the workload one.
+fn own_time_cap(preset: Preset, p: &mut Params, run_max_time: Option<Dur>, cap: Duration) {
+    if preset == Preset::Quick && run_max_time.is_none() {
+        p.max_time.get_or_insert(Dur(cap));
+    }
+}
 
 /// The quick preset's short sample duration ([`QUICK_SHORT_DURATION`]) unless the
 /// workload's parameters or the run (`run_duration`) give one.
@@ -686,19 +706,29 @@ mod resolve_tests {
     }
 
     #[test]
-    fn mem_bw_gets_a_longer_time_cap_in_the_quick_preset_unless_the_run_gives_one() {
+    fn mem_bw_and_compress_get_longer_time_caps_in_the_quick_preset_unless_the_run_gives_one() {
         let none = Params::default();
-        let own = Some(Dur(MEM_BW_QUICK_MAX_TIME));
-        let q = resolve_params("mem-bw", Preset::Quick, &none, &host(), None, None);
-        assert_eq!(q.max_time, own);
-        assert!(q.check("mem-bw").is_ok());
         let run = Some(Dur(Duration::from_secs(30)));
-        let r = resolve_params("mem-bw", Preset::Quick, &none, &host(), None, run);
-        assert_eq!(r.max_time, None, "the run's max-time");
-        let f = resolve_params("mem-bw", Preset::Faithful, &none, &host(), None, None);
-        assert_eq!(f.max_time, None, "the preset's");
+        for (w, cap) in [
+            ("mem-bw", MEM_BW_QUICK_MAX_TIME),
+            ("compress", COMPRESS_QUICK_MAX_TIME),
+        ] {
+            let q = resolve_params(w, Preset::Quick, &none, &host(), None, None);
+            assert_eq!(q.max_time, Some(Dur(cap)), "{w}");
+            assert!(q.check(w).is_ok(), "{w}");
+            let r = resolve_params(w, Preset::Quick, &none, &host(), None, run);
+            assert_eq!(r.max_time, None, "{w}: the run's max-time");
+            let f = resolve_params(w, Preset::Faithful, &none, &host(), None, None);
+            assert_eq!(f.max_time, None, "{w}: the preset's");
+            let mine = Params {
+                max_time: Some(Dur(Duration::from_secs(3))),
+                ..Params::default()
+            };
+            let m = resolve_params(w, Preset::Quick, &mine, &host(), None, None);
+            assert_eq!(m.max_time, mine.max_time, "{w}: the plan's");
+        }
         let c = resolve_params("cpu-int", Preset::Quick, &none, &host(), None, None);
-        assert_eq!(c.max_time, None, "mem-bw only");
+        assert_eq!(c.max_time, None, "mem-bw and compress only");
         let tiny = Params {
             max_time: Some(Dur(Duration::from_millis(1))),
             ..Params::default()
