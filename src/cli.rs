@@ -205,12 +205,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "auto|N")]
     pub reps: Option<RepsArg>,
     /// With `--reps auto`: most repetitions of one (target, workload), warm-ups
-    /// included (default 40).
+    /// included (default 60).
     #[arg(long, value_name = "N")]
     pub max_reps: Option<u32>,
     /// With `--reps auto`: no repetition beyond the first `reps` once a (target,
     /// workload)'s samples took this long together (default: 5s quick, 30m
-    /// faithful; quick mem-bw 20s and compress 10s unless this is given). A noisy
+    /// faithful; quick mem-bw 30s, compress and dd-copy 10s, unless this is given). A noisy
     /// host needs more: `--max-time 30s`.
     #[arg(long, value_name = "DUR")]
     pub max_time: Option<Dur>,

@@ -258,10 +258,11 @@ fn default_max_reps() -> u32 {
 }
 
 /// Default cap on repetitions of one (target, workload) under `auto`: high enough
-/// that [`MAX_TIME`] is what stops a workload of short samples (`cpu-int` and
+/// that the time cap is what stops a workload of short samples (`cpu-int` and
 /// `cpu-fp` take 200 ms a sample in the quick preset), which needs many of them on
-/// a host whose speed moves (see `nbench::QUICK_DURATION`).
-pub const MAX_REPS: u32 = 40;
+/// a host whose speed moves (see `nbench::QUICK_DURATION`), and `mem-bw`'s 30 s
+/// (about 0.5 s a sample; 40 stopped it at 39 pairs).
+pub const MAX_REPS: u32 = 60;
 /// Default cap on the time of one (target, workload) under `auto`, quick preset.
 pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 /// The same for the faithful preset.
@@ -337,7 +338,7 @@ discard = 1
 auto = true
 precision = 0.03
 max-reps = {max_reps}
-# max-time default: {max_time}s quick (mem-bw 20s, compress 10s: their own caps), 30m faithful.
+# max-time default: {max_time}s quick (their own caps: mem-bw 30s, compress and dd-copy 10s), 30m faithful.
 # max-time = "{max_time}s"
 # The order of each round is drawn from this seed (recorded in every run's plan).
 # seed = 1234

@@ -815,9 +815,10 @@ mod tests {
         assert!(wants_more(&cell(4, 3, 2.0), &r, cap, || true));
         assert!(!wants_more(&cell(4, 3, 2.0), &r, cap, || false));
         assert!(!wants_more(&cell(10, 9, 5.0), &r, cap, || true));
-        // A 0.2 s sample: 5 s, not the repetitions, stop it (at 40 a 0.1 s one).
+        // A 0.2 s sample: 5 s, not the repetitions, stop it (at 60 a 0.07 s one).
         assert!(wants_more(&cell(20, 19, 4.9), &r, cap, || true));
-        assert!(!wants_more(&cell(40, 39, 4.0), &r, cap, || true));
+        assert!(wants_more(&cell(40, 39, 4.0), &r, cap, || true));
+        assert!(!wants_more(&cell(60, 59, 4.0), &r, cap, || true));
         // A 75 s sample (a compile under TCG): warm-up and one kept, then stop.
         assert!(wants_more(&cell(1, 0, 75.0), &r, cap, || true));
         assert!(!wants_more(&cell(2, 1, 150.0), &r, cap, || true));
@@ -828,11 +829,12 @@ mod tests {
         };
         assert!(wants_more(&cell(2, 1, 150.0), &fixed, cap, || false));
         assert!(!wants_more(&cell(4, 3, 1.0), &fixed, cap, || true));
-        // A workload's own cap (mem-bw's 20 s): a 0.5 s sample goes on past 5 s.
-        let own = crate::units::Dur(crate::workloads::MEM_BW_QUICK_MAX_TIME);
+        // A workload's own cap (mem-bw's 30 s): a 0.5 s sample goes on past 5 s.
+        let own = crate::units::Dur(std::time::Duration::from_secs(30));
         assert!(wants_more(&cell(12, 11, 6.0), &r, own, || true));
         assert!(!wants_more(&cell(12, 11, 6.0), &r, cap, || true));
-        assert!(!wants_more(&cell(39, 38, 20.0), &r, own, || true));
+        assert!(wants_more(&cell(45, 44, 25.0), &r, own, || true));
+        assert!(!wants_more(&cell(55, 54, 30.0), &r, own, || true));
     }
 
     use super::*;

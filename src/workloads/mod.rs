@@ -475,18 +475,15 @@ pub fn resolve_params(
     run_max_time: Option<Dur>,
 ) -> Params {
     let mut p = given.clone();
+    own_time_cap(name, preset, &mut p, run_max_time);
     match name {
         "cpu-int" | "cpu-fp" | "dbench" => short_samples(preset, &mut p, run_duration),
         "mem-bw" => {
             short_samples(preset, &mut p, run_duration);
-            own_time_cap(preset, &mut p, run_max_time, MEM_BW_QUICK_MAX_TIME);
             stream::resolve(preset, &mut p, host)
         }
         "fileio" => fileio::resolve(preset, &mut p, host),
-        "compress" => {
-            own_time_cap(preset, &mut p, run_max_time, COMPRESS_QUICK_MAX_TIME);
-            compress::resolve(preset, &mut p)
-        }
+        "compress" => compress::resolve(preset, &mut p),
         "build" => build::resolve(preset, &mut p, host),
         "dd-zero" => {
             short_samples(preset, &mut p, run_duration);
@@ -512,32 +509,38 @@ pub fn resolve_params(
 /// them), in 99–100% (`docs/workloads.md`).
 pub const QUICK_SHORT_DURATION: Duration = Duration::from_millis(200);
 
-/// The `auto` rule's time cap for a `mem-bw` cell in the quick preset when the run
-/// gives no `max-time`: 20 s, not 5 s. On a host whose memory bandwidth varies by
-/// 12–15% from one 0.3 s window to the next, the next one included (the ratios of
-/// back-to-back pairs spread as much: log-ratio deviation 0.14–0.15), 5 s buy 11
-/// pairs and pin a ratio to about ±6% (one standard error), and an A/A run put
-/// one `mem-bw` ratio in three outside ±5% (2026-12-01: 1.041/0.976/1.065,
-/// 1.059/1.019/0.913). With 20 s, the 40 repetitions of `max-reps` stop it first,
-/// at 39 pairs: 1.023, 1.008 and 0.982 (`docs/workloads.md`). It costs about 1.5
-/// minutes a run on four targets.
-pub const MEM_BW_QUICK_MAX_TIME: Duration = Duration::from_secs(20);
+/// The `auto` rule's time cap of a workload's cells in the quick preset when the run
+/// gives no `max-time` (the run's is [`crate::plan::MAX_TIME`], 5 s), for the
+/// workloads whose samples, slow or spread wide, need more time than 5 s to give
+/// a ratio the A/A goals trust (±5% CPU and memory, ±10% disk), measured on the
+/// 2-vCPU EPYC guest of 2026-12-01/02 (`docs/method.md`):
+///
+/// - `mem-bw`, 30 s: its memory bandwidth varies by 12–15% from one 0.3 s window
+///   to the next, the next one included (log-ratio deviation of back-to-back pairs
+///   0.13–0.16), so 5 s bought 11 pairs and one A/A ratio in three fell outside
+///   ±5% (1.041/0.976/1.065, 1.059/1.019/0.913). 20 s bought 31–34 pairs in a
+///   default run and still one miss in three runs (0.943); resampling the pairs of
+///   five A/A runs, the median of 32 pairs fell within ±5% in 86% of draws, of 48
+///   in 91%.
+/// - `compress`, 10 s: a sample takes about 0.4 s (0.2 s of compression in the
+///   window; the corpus generated, synced and checked around it), so 5 s bought
+///   10–12 pairs, and two A/A runs in five put one ratio outside ±5% (0.912,
+///   0.946). With 10 s, 22–24 pairs and 0.976–1.026 in two runs.
+/// - `dd-copy`, 10 s: 0.5 s a sample (its 32 MiB source written and synced
+///   first), so 5 s bought 8–10 pairs, and ratios reached 0.917 and 1.105 against
+///   a ±10% goal.
+pub const QUICK_OWN_MAX_TIME: [(&str, Duration); 3] = [
+    ("mem-bw", Duration::from_secs(30)),
+    ("compress", Duration::from_secs(10)),
+    ("dd-copy", Duration::from_secs(10)),
+];
 
-/// The `auto` rule's time cap for a `compress` cell in the quick preset when the
-/// run gives no `max-time`: 10 s, not 5 s. A sample takes about 0.4 s (0.2 s of
-/// compression in the window, then the corpus generated, synced and checked), so 5 s
-/// bought 10–12 pairs; their log-ratios spread like `cpu-int`'s 1 s samples on a
-/// host whose speed moves, and two A/A runs in five put one `compress` ratio outside
-/// ±5% (2026-12-01/02: 0.912, 0.946). Resampling the pairs of four such runs, the
-/// median of 11 pairs fell within ±5% in 89% of draws, of 22 in 96%; with 10 s,
-/// two runs on `native,ns,oci:runc,lxc` got 22–24 pairs and ratios 0.976–1.026
-/// (2026-12-02, `docs/workloads.md`). It costs about 5 s a target.
-pub const COMPRESS_QUICK_MAX_TIME: Duration = Duration::from_secs(10);
-
-/// A workload's own time cap `cap` in the quick preset, unless the run gives one
-/// (`--max-time` sets every cell's) or the plan gave the workload one.
-fn own_time_cap(preset: Preset, p: &mut Params, run_max_time: Option<Dur>, cap: Duration) {
-    if preset == Preset::Quick && run_max_time.is_none() {
+/// Give workload `name` its own time cap from [`QUICK_OWN_MAX_TIME`] in the quick
+/// preset, unless the run gives one (`--max-time` sets every cell's) or the plan
+/// gave the workload one.
+fn own_time_cap(name: &str, preset: Preset, p: &mut Params, run_max_time: Option<Dur>) {
+    let cap = QUICK_OWN_MAX_TIME.iter().find(|(w, _)| *w == name);
+    if let (Preset::Quick, None, Some(&(_, cap))) = (preset, run_max_time, cap) {
         p.max_time.get_or_insert(Dur(cap));
     }
 }
@@ -706,13 +709,10 @@ mod resolve_tests {
     }
 
     #[test]
-    fn mem_bw_and_compress_get_longer_time_caps_in_the_quick_preset_unless_the_run_gives_one() {
+    fn some_workloads_get_longer_time_caps_in_the_quick_preset_unless_the_run_gives_one() {
         let none = Params::default();
         let run = Some(Dur(Duration::from_secs(30)));
-        for (w, cap) in [
-            ("mem-bw", MEM_BW_QUICK_MAX_TIME),
-            ("compress", COMPRESS_QUICK_MAX_TIME),
-        ] {
+        for (w, cap) in QUICK_OWN_MAX_TIME {
             let q = resolve_params(w, Preset::Quick, &none, &host(), None, None);
             assert_eq!(q.max_time, Some(Dur(cap)), "{w}");
             assert!(q.check(w).is_ok(), "{w}");
@@ -728,7 +728,7 @@ mod resolve_tests {
             assert_eq!(m.max_time, mine.max_time, "{w}: the plan's");
         }
         let c = resolve_params("cpu-int", Preset::Quick, &none, &host(), None, None);
-        assert_eq!(c.max_time, None, "mem-bw and compress only");
+        assert_eq!(c.max_time, None, "the listed workloads only");
         let tiny = Params {
             max_time: Some(Dur(Duration::from_millis(1))),
             ..Params::default()
