@@ -515,8 +515,8 @@ pub fn overhead(s: &mut Session, plan: &Plan, kinds: &[targets::TargetKind]) -> 
     let progress = Progress::new((r.reps as u64) * (nt * nw) as u64);
     let mut next_id = 1u64;
 
-    // Each workload's time cap: its own `max-time` (mem-bw's and compress's in the
-    // quick preset), else the run's.
+    // Each workload's time cap: its own `max-time` (in the quick preset, those of
+    // `workloads::QUICK_OWN_MAX_TIME`), else the run's.
     let max_times: Vec<crate::units::Dur> = workload_names
         .iter()
         .map(|w| {
