@@ -62,9 +62,10 @@ pub const MAGIC: &str = "VMPEER1";
 /// Longest header or answer line accepted, newline included.
 pub const MAX_HEADER: usize = 1024;
 
-/// Default write size of `STREAM` / `MAERTS` senders: 512 KiB. Four times iperf3's
-/// 128 KiB: fewer system calls per byte, so the generator is not what limits a
-/// stream (measured on loopback here: 28–30 Gbit/s against iperf3's 21–23).
+/// Default write size of `STREAM` / `MAERTS` senders, and the read size of their
+/// receivers ([`receive_to_end`]): 512 KiB. Four times iperf3's 128 KiB: fewer system
+/// calls per byte, so the generator is not what limits a stream (measured on
+/// loopback, 2026-11-30: 28–30 Gbit/s against iperf3's 21–23).
 pub const DEFAULT_BLOCK: usize = 512 << 10;
 
 /// Size of a tree frame header.
@@ -512,21 +513,51 @@ fn serve_udp_flood(mut s: TcpStream, port: u16, size: usize, secs: f64) -> io::R
     })
 }
 
-fn serve_stream(mut s: TcpStream) -> io::Result<()> {
-    // As iperf3's receiver: one read buffer, reused; the kernel's autotuning sizes
-    // the socket buffers.
-    let mut buf = vec![0u8; 256 << 10];
-    s.write_all(b"OK\n")?;
-    let start = Instant::now();
+/// Read `s` to its end of stream as iperf3's receiver does, and return the bytes
+/// read: one buffer of [`DEFAULT_BLOCK`] bytes, reused, each read non-blocking and
+/// made after `poll` says data is there; the kernel's autotuning sizes the socket
+/// buffers. Fails with `TimedOut` when nothing arrives for `idle`.
+///
+/// Non-blocking, because a blocking `recv` that finds the sender's packets waiting
+/// in the socket's backlog processes them itself before it returns, while the
+/// sender, on the other CPU, waits for the socket: on loopback with two CPUs a
+/// blocking receiver got 13–17 Gbit/s where this one gets 24–36, the same as
+/// `iperf3 -l 512K` (docs/workloads.md, 2026-12-02).
+pub fn receive_to_end(s: &mut TcpStream, idle: Duration) -> io::Result<u64> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let timeout = PollTimeout::try_from(idle).unwrap_or(PollTimeout::MAX);
+    let mut buf = vec![0u8; DEFAULT_BLOCK];
     let mut bytes = 0u64;
-    loop {
+    s.set_nonblocking(true)?;
+    let read = loop {
         match s.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => break Ok(bytes),
             Ok(n) => bytes += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match poll(&mut [PollFd::new(s.as_fd(), PollFlags::POLLIN)], timeout) {
+                    Ok(0) => {
+                        break Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("nothing received for {} s", idle.as_secs()),
+                        ))
+                    }
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => break Err(e.into()),
+                }
+            }
+            Err(e) => break Err(e),
         }
-    }
+    };
+    s.set_nonblocking(false)?;
+    read
+}
+
+fn serve_stream(mut s: TcpStream) -> io::Result<()> {
+    s.write_all(b"OK\n")?;
+    let start = Instant::now();
+    let bytes = receive_to_end(&mut s, IDLE_TIMEOUT)?;
     let nanos = start.elapsed().as_nanos();
     writeln!(s, "RESULT bytes={bytes} nanos={nanos}")?;
     Ok(())
@@ -861,5 +892,38 @@ mod tests {
         s.shutdown(Shutdown::Write).unwrap();
         let r = read_line(&mut s).unwrap();
         assert_eq!(answer_field::<u64>(&r, "bytes"), Some(10_000), "{r}");
+    }
+
+    #[test]
+    fn the_receiver_reads_to_the_end_and_gives_up_on_silence() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        // Sent in pieces with pauses, so that the receiver finds the socket empty
+        // (a non-blocking read's WouldBlock) and must wait in poll.
+        let sender = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            for _ in 0..5 {
+                c.write_all(&vec![1u8; 3 * DEFAULT_BLOCK + 7]).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (mut s, _) = l.accept().unwrap();
+        let got = receive_to_end(&mut s, Duration::from_secs(10)).unwrap();
+        sender.join().unwrap();
+        assert_eq!(got, 5 * (3 * DEFAULT_BLOCK as u64 + 7));
+        // The socket is blocking again for what follows (the RESULT line).
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        assert_eq!(s.read(&mut [0u8; 1]).unwrap(), 0);
+
+        let _silent = TcpStream::connect(addr).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let t = Instant::now();
+        let e = receive_to_end(&mut s, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

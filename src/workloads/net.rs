@@ -185,17 +185,9 @@ fn run_maerts(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
         bs,
     };
     let (mut s, _) = open(addr, &test)?;
-    let mut buf = vec![0u8; 256 << 10];
     let start = Instant::now();
-    let mut bytes = 0u64;
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => bytes += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(peer_err(addr, "receiving", e)),
-        }
-    }
+    let bytes =
+        peer::receive_to_end(&mut s, ANSWER_TIMEOUT).map_err(|e| peer_err(addr, "receiving", e))?;
     let secs = start.elapsed().as_secs_f64();
     throughput_outcome(bytes, secs, bytes, vec![format!("peer write size {bs} B")])
 }
