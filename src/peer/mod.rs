@@ -64,8 +64,8 @@ pub const MAX_HEADER: usize = 1024;
 
 /// Default write size of `STREAM` / `MAERTS` senders, and the read size of their
 /// receivers ([`receive_to_end`]): 512 KiB. Four times iperf3's 128 KiB: fewer system
-/// calls per byte, so the generator is not what limits a stream (measured on
-/// loopback, 2026-11-30: 28–30 Gbit/s against iperf3's 21–23).
+/// calls per byte, so the generator is not what limits a stream (on loopback,
+/// `scripts/bench-peers.sh net`, 2026-12-02: 31.5 Gbit/s against iperf3's 25.2).
 pub const DEFAULT_BLOCK: usize = 512 << 10;
 
 /// Size of a tree frame header.
