@@ -520,9 +520,10 @@ fn serve_udp_flood(mut s: TcpStream, port: u16, size: usize, secs: f64) -> io::R
 ///
 /// Non-blocking, because a blocking `recv` that finds the sender's packets waiting
 /// in the socket's backlog processes them itself before it returns, while the
-/// sender, on the other CPU, waits for the socket: on loopback with two CPUs a
-/// blocking receiver got 13–17 Gbit/s where this one gets 24–36, the same as
-/// `iperf3 -l 512K` (docs/workloads.md, 2026-12-02).
+/// sender, on the other CPU, waits for the socket: on loopback with two CPUs, a C
+/// receiver got 13.5–17.0 Gbit/s in ten 1 s runs blocking and 24.4–35.5
+/// non-blocking, and virtmark's went from below `iperf3 -l 512K` to above it
+/// (docs/workloads.md, "Steady samples").
 pub fn receive_to_end(s: &mut TcpStream, idle: Duration) -> io::Result<u64> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
