@@ -514,8 +514,9 @@ fn serve_udp_flood(mut s: TcpStream, port: u16, size: usize, secs: f64) -> io::R
 }
 
 /// Read `s` to its end of stream as iperf3's receiver does, and return the bytes
-/// read: one buffer of [`DEFAULT_BLOCK`] bytes, reused, each read non-blocking and
-/// made after `poll` says data is there; the kernel's autotuning sizes the socket
+/// read: into `buf` (the caller's, allocated before its clock starts; [`DEFAULT_BLOCK`]
+/// bytes as iperf3 reads its block size), reused, each read non-blocking and made
+/// after `poll` says data is there; the kernel's autotuning sizes the socket
 /// buffers. Fails with `TimedOut` when nothing arrives for `idle`.
 ///
 /// Non-blocking, because a blocking `recv` that finds the sender's packets waiting
@@ -524,15 +525,14 @@ fn serve_udp_flood(mut s: TcpStream, port: u16, size: usize, secs: f64) -> io::R
 /// receiver got 13.5–17.0 Gbit/s in ten 1 s runs blocking and 24.4–35.5
 /// non-blocking, and virtmark's went from below `iperf3 -l 512K` to above it
 /// (docs/workloads.md, "Steady samples").
-pub fn receive_to_end(s: &mut TcpStream, idle: Duration) -> io::Result<u64> {
+pub fn receive_to_end(s: &mut TcpStream, buf: &mut [u8], idle: Duration) -> io::Result<u64> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let timeout = PollTimeout::try_from(idle).unwrap_or(PollTimeout::MAX);
-    let mut buf = vec![0u8; DEFAULT_BLOCK];
     let mut bytes = 0u64;
     s.set_nonblocking(true)?;
     let read = loop {
-        match s.read(&mut buf) {
+        match s.read(buf) {
             Ok(0) => break Ok(bytes),
             Ok(n) => bytes += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -556,9 +556,10 @@ pub fn receive_to_end(s: &mut TcpStream, idle: Duration) -> io::Result<u64> {
 }
 
 fn serve_stream(mut s: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; DEFAULT_BLOCK];
     s.write_all(b"OK\n")?;
     let start = Instant::now();
-    let bytes = receive_to_end(&mut s, IDLE_TIMEOUT)?;
+    let bytes = receive_to_end(&mut s, &mut buf, IDLE_TIMEOUT)?;
     let nanos = start.elapsed().as_nanos();
     writeln!(s, "RESULT bytes={bytes} nanos={nanos}")?;
     Ok(())
@@ -909,7 +910,7 @@ mod tests {
             }
         });
         let (mut s, _) = l.accept().unwrap();
-        let got = receive_to_end(&mut s, Duration::from_secs(10)).unwrap();
+        let got = receive_to_end(&mut s, &mut [0u8; 4096], Duration::from_secs(10)).unwrap();
         sender.join().unwrap();
         assert_eq!(got, 5 * (3 * DEFAULT_BLOCK as u64 + 7));
         // The socket is blocking again for what follows (the RESULT line).
@@ -921,7 +922,7 @@ mod tests {
         let _silent = TcpStream::connect(addr).unwrap();
         let (mut s, _) = l.accept().unwrap();
         let t = Instant::now();
-        let e = receive_to_end(&mut s, Duration::from_millis(200)).unwrap_err();
+        let e = receive_to_end(&mut s, &mut [0u8; 4096], Duration::from_millis(200)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
         assert!(
             t.elapsed() >= Duration::from_millis(200),

@@ -185,9 +185,10 @@ fn run_maerts(ctx: &Ctx) -> Result<Outcome, WorkloadError> {
         bs,
     };
     let (mut s, _) = open(addr, &test)?;
+    let mut buf = vec![0u8; peer::DEFAULT_BLOCK];
     let start = Instant::now();
-    let bytes =
-        peer::receive_to_end(&mut s, ANSWER_TIMEOUT).map_err(|e| peer_err(addr, "receiving", e))?;
+    let bytes = peer::receive_to_end(&mut s, &mut buf, ANSWER_TIMEOUT)
+        .map_err(|e| peer_err(addr, "receiving", e))?;
     let secs = start.elapsed().as_secs_f64();
     throughput_outcome(bytes, secs, bytes, vec![format!("peer write size {bs} B")])
 }
