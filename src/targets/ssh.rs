@@ -11,7 +11,8 @@
 //! - Remote files: a directory from `mktemp -d` under the remote `$TMPDIR` (or
 //!   /tmp) holds the binary and the agent's scratch (the remote host's own
 //!   storage). It is removed by the remote shell when the agent exits (which it
-//!   does on EOF, so also when virtmark dies and the connection drops) and again,
+//!   does on EOF, once its current sample and `syncfs` are over, so also when
+//!   virtmark dies and the connection drops) and again,
 //!   explicitly, at teardown. Limit: a remote directory cannot be in the local
 //!   ledger, so `virtmark cleanup` can only stop the local ssh processes; if the
 //!   remote host itself crashes mid-run, `$TMPDIR/virtmark-agent.*` may remain there.
