@@ -13,6 +13,7 @@
 # | mem-bw   | STREAM-style triad in C (bench-peers.d/stream_ref.c, gcc -O3)      |
 # | fileio   | fio 64 KiB sequential write of 64 MiB with end_fsync=1 (MB/s)      |
 # | dd-zero  | dd if=/dev/zero of=/dev/null bs=512, about 1 s of blocks (MB/s)    |
+# | net-stream | netperf -t TCP_STREAM -l 1 -- -m 524288 (Mbit/s; ns only)        |
 #
 # How the reference runs inside each target (the target's own runtime, with the
 # host's tools):
@@ -30,6 +31,20 @@
 #   memory limit (virtmark's default for every target); the files directory is
 #   bound read-write at /work;
 # - lxc: `lxc-execute` of the same root, binds and limit.
+# - net-stream, native and ns only: netperf, the tool net-stream stands for, with
+#   net-stream's 512 KiB writes, against a netserver. Native's netserver is on
+#   loopback, as virtmark's peer is for native. For ns, the script builds what
+#   virtmark's ns target builds: the client in a network namespace of its own,
+#   joined by a veth pair to a second one where the netserver runs (10.254.77.1 and
+#   .2, both made here and removed at exit), and runs it there under the `unshare`
+#   above. The other targets' networks are made by their runtimes (docker's
+#   bridge, gVisor's netstack, ...), which the script does not rebuild: their
+#   net-stream is not compared. netperf is in Debian's non-free component.
+#   iperf3 is not the reference here: on this topology `iperf3 -l 512K` read 0.56-0.61
+#   of loopback, where netperf with 512 KiB messages read 0.79, a C sender and
+#   receiver (blocking writes; non-blocking reads after select, as iperf3's
+#   server) 0.74-0.75 and virtmark 0.71-0.72 (12-16 alternated 1 s rounds each,
+#   2026-12-02, docs/workloads.md).
 # The VMs (UML, QEMU) have their own kernels and root file systems, reached only
 # through the agent, which runs no other program: they are listed as not compared.
 #
@@ -56,17 +71,34 @@ if [[ -z ${VIRTMARK:-} ]]; then
 fi
 [[ -x $VIRTMARK ]] || { echo "bench-fidelity: $VIRTMARK is not executable" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "bench-fidelity: needs root (namespaces, gVisor)" >&2; exit 1; }
-for t in sysbench:sysbench gcc:gcc fio:fio python3:python3 unshare:util-linux; do
+for t in sysbench:sysbench gcc:gcc fio:fio python3:python3 unshare:util-linux ip:iproute2; do
     if ! command -v "${t%%:*}" >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y "${t#*:}" >/dev/null
     fi
 done
 
+if ! command -v netperf >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y netperf >/dev/null 2>&1 || {
+        echo "bench-fidelity: netperf is missing and could not be installed: it is in Debian's non-free component (add non-free to apt's sources, then apt-get install netperf)" >&2
+        exit 1
+    }
+fi
+
 T=$(mktemp -d "${SCRATCH:-/var/tmp}/bench-fidelity.XXXXXX")
 # crun's memory cgroup on a hybrid host (see oci_run), removed at exit.
 CRUN_CG=/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)/bench-fidelity-$$
 CRUN_CG=${CRUN_CG//\/\//\/}
-trap 'rm -rf "$T"; [[ -d $CRUN_CG ]] && rmdir "$CRUN_CG"' EXIT
+# net-stream's namespaces (client, server) and netservers, removed at exit.
+NS_C=bench-fidelity-$$-c NS_S=bench-fidelity-$$-s
+NETSERVERS=()
+cleanup() {
+    for p in "${NETSERVERS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for n in "$NS_C" "$NS_S"; do [[ -e /run/netns/$n ]] && ip netns del "$n"; done
+    rm -rf "$T"
+    [[ -d $CRUN_CG ]] && rmdir "$CRUN_CG"
+    return 0
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 gcc -O3 -DSTREAM_ARRAY_SIZE=10000000 -DNTIMES=30 -o "$T/stream_ref" "$HERE/stream_ref.c" -lm
 
@@ -89,6 +121,10 @@ once() {
             --end_fsync=1 --fallocate=none --output-format=terse --terse-version=3 |
             awk -F';' '{ print $47 * 1024 / ($50 / 1000) / 1e6 }' # write KiB over runtime (fsync included)
         rm -f "$dir/fio.tmp"
+        ;;
+    net-stream)
+        netperf -P 0 -H "$NP_HOST" -p "$NP_PORT" -t TCP_STREAM -l 1 -- -m 524288 |
+            awk 'NF { v = $NF } END { if (v == "") exit 1; print v }' # 10^6 bit/s
         ;;
     dd-zero)
         # About one second of blocks: a short run sizes the real one.
@@ -196,6 +232,19 @@ CONF
 }
 
 in_target() { # in_target <target> <tool>
+    case $1.$2 in
+    native.net-stream) NP_HOST=127.0.0.1 NP_PORT=$NP_LO "$T/ref.sh" "$2" "$T" ;;
+    ns.net-stream)
+        NP_HOST=10.254.77.2 NP_PORT=$NP_VETH ip netns exec "$NS_C" \
+            unshare --mount --pid --uts --ipc --fork --mount-proc "$T/ref.sh" "$2" "$T"
+        ;;
+    *) in_target_any "$@" ;;
+    esac
+}
+compared() { # compared <target> <workload>: whether a reference runs for the pair
+    [[ $2 != net-stream || $1 == native || $1 == ns ]]
+}
+in_target_any() {
     case $1 in
     native) "$T/ref.sh" "$2" "$T" ;;
     ns) unshare --mount --pid --uts --ipc --fork --mount-proc "$T/ref.sh" "$2" "$T" ;;
@@ -226,7 +275,27 @@ if [[ " ${targets[*]} " == *" oci:crun "* && -d /sys/fs/cgroup/unified && -d /sy
     mkdir "$CRUN_CG"
     echo $((2 << 30)) >"$CRUN_CG/memory.limit_in_bytes"
 fi
-workloads=(cpu-int mem-bw fileio dd-zero)
+workloads=(cpu-int mem-bw fileio dd-zero net-stream)
+
+# net-stream's netservers: one on loopback (native), one in a namespace joined by a
+# veth pair to the client's (ns), as virtmark's ns target joins the agent to its peer.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+NP_LO=$(free_port) NP_VETH=$(free_port)
+netserver -D -4 -L 127.0.0.1 -p "$NP_LO" >"$T/netserver.lo.log" 2>&1 &
+NETSERVERS+=($!)
+if [[ " ${targets[*]} " == *" ns "* ]]; then
+    ip netns add "$NS_C"
+    ip netns add "$NS_S"
+    ip link add bfid$$c netns "$NS_C" type veth peer name bfid$$s netns "$NS_S"
+    ip -n "$NS_C" addr add 10.254.77.1/30 dev bfid$$c
+    ip -n "$NS_S" addr add 10.254.77.2/30 dev bfid$$s
+    for n in "$NS_C" "$NS_S"; do ip -n "$n" link set lo up; done
+    ip -n "$NS_C" link set bfid$$c up
+    ip -n "$NS_S" link set bfid$$s up
+    ip netns exec "$NS_S" netserver -D -4 -L 10.254.77.2 -p "$NP_VETH" >"$T/netserver.veth.log" 2>&1 &
+    NETSERVERS+=($!)
+fi
+sleep 0.5
 echo "# bench-fidelity: targets ${targets[*]}, $ROUNDS rounds, files in $T, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- references ---
@@ -234,6 +303,7 @@ declare -A ref=()
 for ((r = 1; r <= ROUNDS; r++)); do
     for w in "${workloads[@]}"; do
         for t in "${targets[@]}"; do
+            compared "$t" "$w" || continue
             sync
             v=$(in_target "$t" "$w") || true
             if [[ -z $v ]]; then
@@ -278,6 +348,9 @@ print(f"\n{'target':8} {'workload':9} {'reference ratio':>16} {'virtmark ratio':
 fail = False
 for t in targets[1:]:
     for w in workloads:
+        if w == "net-stream" and t != "ns":
+            print(f"{t:8} {w:9} {'not compared (its network is made by its runtime)':>16}")
+            continue
         try:
             rr = ref_ratio(refs[f"{t}.{w}"], refs[f"native.{w}"])
             vr = vm[(t, w)]["ratio_to_native"]
